@@ -1,0 +1,273 @@
+"""The results file: an append-only JSONL record of a run, written as it goes, read back by reports.
+
+Line 1 (and the first line of every resumed session) is a `RunHeader` with the config and each
+target's provenance; every further line is a `RunRecord` for one scenario x target x epoch.
+Reports, comparisons and gates are built from these files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.scores import ScenarioScore
+from harness.trajectory import Trajectory
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Sampling",
+    "Target",
+    "Provenance",
+    "RunConfig",
+    "RunHeader",
+    "RunRecord",
+    "Results",
+    "ResultsError",
+    "ResultsWriter",
+    "read_results",
+]
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Sampling(_Model):
+    """Sampling parameters, sent explicitly on every request because servers' defaults differ."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    max_tokens: int = 512
+
+
+class Target(_Model):
+    """One model build behind one endpoint."""
+
+    name: str
+    """Short label used in reports (`ref`, `q4`)."""
+    base_url: str
+    """OpenAI-compatible base URL, e.g. `http://127.0.0.1:8080/v1`."""
+    model: str
+    """Model id sent in requests."""
+    provider: Literal["openai", "litellm"] = "openai"
+    """`openai`: the plain OpenAI-compatible client; `litellm`: route through litellm."""
+    api_key: str | None = Field(default=None, exclude=True)
+    """Never written to disk."""
+
+
+class Provenance(_Model):
+    """What is known about a target's build and server: the disclosure block is built from this."""
+
+    server: Literal["llama.cpp", "ollama", "vllm", "openai-compatible", "unknown"] = "unknown"
+    server_version: str | None = None
+    """Server build or version string."""
+    model_id: str | None = None
+    """The model id the server reports."""
+    quantization: str | None = None
+    """E.g. `Q4_K_M` (GGUF file type, Ollama quantization_level)."""
+    parameter_size: str | None = None
+    family: str | None = None
+    digest: str | None = None
+    """Ollama digest or GGUF file sha256."""
+    file_path: str | None = None
+    file_size_bytes: int | None = None
+    memory_bytes: int | None = None
+    """Memory the loaded model takes, where the server tells (Ollama `size`)."""
+    vram_bytes: int | None = None
+    """Of that, on the accelerator (Ollama `size_vram`)."""
+    context_length: int | None = None
+    chat_template: str | None = None
+    """The chat template's name or a hash of it."""
+    capabilities: list[str] = Field(default_factory=list)
+    imatrix: str | None = None
+    """Calibration data, where the GGUF metadata names it."""
+    preflight: dict[str, Any] = Field(default_factory=dict)
+    """Probe answers: tools_in_prompt, honours_tool_choice, structured_calls, ..."""
+    warnings: list[str] = Field(default_factory=list)
+    """Things a reader must know (tag lacks tools, model spills to CPU, template drops tools)."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(_Model):
+    """How the run was set up."""
+
+    scenario_paths: list[str] = Field(default_factory=list)
+    scenario_set_hash: str | None = None
+    """Hash over the selected scenarios' content hashes."""
+    scenario_ids: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    epochs: int = 1
+    sampling: Sampling = Field(default_factory=Sampling)
+    concurrency: int = 1
+    reference: str | None = None
+    """Name of the reference target in a comparison."""
+    tolerance: float | None = None
+    """Allowed drop in pass-rate points versus the reference."""
+    critical_strata: list[str] = Field(default_factory=list)
+    difficulty: dict[str, Any] = Field(default_factory=dict)
+    """Difficulty knobs set on the command line."""
+    harness_version: str | None = None
+
+
+class RunHeader(_Model):
+    """The first line of a results file (and of each resumed session of it)."""
+
+    kind: Literal["header"] = "header"
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    config: RunConfig
+    targets: list[Target]
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
+    """Per target name."""
+
+
+class RunRecord(_Model):
+    """One scenario run against one target in one epoch: the trajectory and its score."""
+
+    kind: Literal["result"] = "result"
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    target: str
+    scenario_id: str
+    scenario_hash: str
+    strata: list[str]
+    tags: list[str] = Field(default_factory=list)
+    epoch: int
+    trajectory: Trajectory
+    score: ScenarioScore
+    finished_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.target, self.scenario_id, self.epoch)
+
+
+class ResultsError(Exception):
+    """A results file that cannot be read; says which file and line."""
+
+
+class Results(_Model):
+    """Everything read back from one or more results files."""
+
+    headers: list[RunHeader] = Field(default_factory=list)
+    records: list[RunRecord] = Field(default_factory=list)
+
+    @property
+    def header(self) -> RunHeader:
+        """The newest header (config of the last session)."""
+        if not self.headers:
+            raise ResultsError("no header line in the results")
+        return self.headers[-1]
+
+    def targets(self) -> list[str]:
+        """Target names in first-seen order."""
+        seen: dict[str, None] = {}
+        for h in self.headers:
+            for t in h.targets:
+                seen.setdefault(t.name, None)
+        for r in self.records:
+            seen.setdefault(r.target, None)
+        return list(seen)
+
+    def provenance(self, target: str) -> Provenance:
+        for h in reversed(self.headers):
+            if target in h.provenance:
+                return h.provenance[target]
+        return Provenance()
+
+    def latest(self) -> list[RunRecord]:
+        """One record per (target, scenario, epoch): the last one written wins."""
+        by_key: dict[tuple[str, str, int], RunRecord] = {}
+        for r in self.records:
+            by_key[r.key] = r
+        return list(by_key.values())
+
+    def for_target(self, target: str) -> list[RunRecord]:
+        return [r for r in self.latest() if r.target == target]
+
+
+class ResultsWriter:
+    """Appends records to a JSONL file, one flushed and fsynced line each, so a crash loses no finished run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _write(self, model: BaseModel) -> None:
+        self._fh.write(model.model_dump_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def header(self, header: RunHeader) -> None:
+        self._write(header)
+
+    def record(self, record: RunRecord) -> None:
+        self._write(record)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _results_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise ResultsError(f"{path}: no .jsonl results files in this folder")
+        return files
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or folder")
+    return [path]
+
+
+def read_results(paths: list[str | Path] | str | Path) -> Results:
+    """Read results files (or folders of them) into one `Results`; several files merge (shards, nights).
+
+    A truncated last line (a crash mid-write) is skipped; any other bad line is an error naming file and line.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    results = Results()
+    for file in (f for p in paths for f in _results_files(Path(p))):
+        lines = file.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if n == len(lines):
+                    continue  # the write a crash interrupted; every finished line before it is kept
+                raise ResultsError(f"{file}:{n}: not JSON ({exc.msg})") from exc
+            version = data.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise ResultsError(
+                    f"{file}:{n}: schema_version {version!r}; this harness reads version {SCHEMA_VERSION}"
+                )
+            try:
+                if data.get("kind") == "header":
+                    results.headers.append(RunHeader.model_validate(data))
+                elif data.get("kind") == "result":
+                    results.records.append(RunRecord.model_validate(data))
+                else:
+                    raise ResultsError(f"{file}:{n}: unknown record kind {data.get('kind')!r}")
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(k) for k in first["loc"])
+                raise ResultsError(f"{file}:{n}: invalid {data.get('kind')} record at {where}: {first['msg']}") from exc
+    return results

@@ -1,0 +1,219 @@
+"""Mock tools: typed functions over a per-run world, with JSON Schemas taken from their signatures.
+
+A mock tool never touches the network, the file system or a shell: everything it reads or changes
+lives in the `World` it is given, which is a deep copy of the scenario's initial state.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from pydantic import ConfigDict, create_model
+from pydantic.fields import FieldInfo
+
+__all__ = ["ToolError", "World", "MockTool", "mock_tool", "registry", "run_tool"]
+
+
+class ToolError(Exception):
+    """An error the model sees as the tool's result (`order not found`); the run goes on."""
+
+
+class World:
+    """The mutable state a scenario's tools share. Top-level keys read as attributes: `world.orders`."""
+
+    def __init__(self, state: dict[str, Any] | None = None):
+        object.__setattr__(self, "_state", copy.deepcopy(state or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        state = object.__getattribute__(self, "_state")
+        if name in state:
+            return state[name]
+        raise AttributeError(f"the world has no {name!r} (it has: {', '.join(sorted(state)) or 'nothing'})")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._state[name] = value
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._state
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._state.get(name, default)
+
+    def setdefault(self, name: str, default: Any) -> Any:
+        return self._state.setdefault(name, default)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of the whole state, for records and end-state checks."""
+        return copy.deepcopy(self._state)
+
+
+_ARG_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into the description and per-argument descriptions."""
+    doc = inspect.cleandoc(doc or "")
+    head, _, rest = doc.partition("\nArgs:")
+    args: dict[str, str] = {}
+    current = None
+    for line in rest.splitlines():
+        if line.strip() and not line.startswith((" ", "\t")):
+            break  # the next section (Returns:, Raises:) ends the argument list
+        match = _ARG_LINE.match(line)
+        if match and (line.startswith("    ") and not line.startswith("        ")):
+            current = match.group(1)
+            args[current] = match.group(2).strip()
+        elif current and line.strip():
+            args[current] += " " + line.strip()
+    return head.strip(), args
+
+
+def _simplify(schema: Any) -> Any:
+    """Make pydantic's JSON Schema read like a hand-written tool schema: no titles, no `null` branch for optionals."""
+    if isinstance(schema, dict):
+        out = {k: _simplify(v) for k, v in schema.items() if k != "title"}
+        branches = out.get("anyOf")
+        if isinstance(branches, list):
+            non_null = [b for b in branches if b != {"type": "null"}]
+            if len(non_null) == 1 and len(branches) == 2:
+                out.pop("anyOf")
+                if out.get("default", ...) is None:
+                    out.pop("default")
+                out = {**non_null[0], **out}
+        return out
+    if isinstance(schema, list):
+        return [_simplify(v) for v in schema]
+    return schema
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace `$ref`s to `$defs` by the definitions: small servers' grammars handle inline schemas best."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(copy.deepcopy(defs[ref.split("/")[-1]]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+class MockTool:
+    """A registered mock tool: its function, name, description and argument schema."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, domain: str | None = None):
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.domain = domain or fn.__module__.rsplit(".", 1)[-1]
+        self.description, arg_docs = _parse_docstring(fn.__doc__ or "")
+        if not self.description:
+            raise TypeError(f"mock tool {self.name!r} needs a docstring: it is the description the model reads")
+        sig = inspect.signature(fn)
+        hints = get_type_hints(fn, include_extras=True)
+        params = list(sig.parameters.values())
+        if not params or params[0].name != "world":
+            raise TypeError(f"mock tool {self.name!r}: the first parameter must be `world`")
+        fields: dict[str, Any] = {}
+        for p in params[1:]:
+            if p.name not in hints:
+                raise TypeError(f"mock tool {self.name!r}: parameter {p.name!r} needs a type annotation")
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            info = default if isinstance(default, FieldInfo) else FieldInfo.from_annotated_attribute(hints[p.name], default)
+            if info.description is None and p.name in arg_docs:
+                info.description = arg_docs[p.name]
+            fields[p.name] = (hints[p.name], info)
+        self.arguments_model = create_model(
+            f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+
+    def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
+        """The JSON Schema of the arguments (an object schema, `additionalProperties: false`)."""
+        schema = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
+        schema.setdefault("properties", {})
+        schema.setdefault("required", [])
+        if strip_descriptions:
+            for prop in schema["properties"].values():
+                prop.pop("description", None)
+        return schema
+
+    def openai_schema(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
+        """The tool as an OpenAI `tools` entry."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters(strip_descriptions=strip_descriptions),
+            },
+        }
+
+    def __call__(self, world: World, **arguments: Any) -> Any:
+        return self.fn(world, **arguments)
+
+    def __repr__(self) -> str:
+        return f"MockTool({self.name!r}, domain={self.domain!r})"
+
+
+class _Registry:
+    """Every mock tool, by name. Domain modules register their tools on import."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, MockTool] = {}
+
+    def add(self, tool: MockTool) -> None:
+        existing = self._tools.get(tool.name)
+        if existing is not None and existing.fn.__qualname__ != tool.fn.__qualname__:
+            raise ValueError(f"two mock tools are named {tool.name!r}: {existing.fn.__module__} and {tool.fn.__module__}")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> MockTool | None:
+        return self._tools.get(name)
+
+    def __getitem__(self, name: str) -> MockTool:
+        tool = self._tools.get(name)
+        if tool is None:
+            raise KeyError(f"no mock tool {name!r}; known: {', '.join(sorted(self._tools))}")
+        return tool
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def all(self) -> list[MockTool]:
+        return [self._tools[n] for n in self.names()]
+
+    def by_domain(self) -> dict[str, list[MockTool]]:
+        out: dict[str, list[MockTool]] = {}
+        for tool in self.all():
+            out.setdefault(tool.domain, []).append(tool)
+        return out
+
+
+registry = _Registry()
+
+
+def mock_tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, domain: str | None = None) -> Any:
+    """Register a typed function as a mock tool. Use bare (`@mock_tool`) or with a name or domain."""
+
+    def wrap(f: Callable[..., Any]) -> MockTool:
+        tool = MockTool(f, name=name, domain=domain)
+        registry.add(tool)
+        return tool
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def run_tool(tool: MockTool, world: World, arguments: dict[str, Any]) -> Any:
+    """Call a tool with arguments already checked against its schema; returns a JSON-able result.
+
+    Raises `ToolError` for errors the model should see. Anything else is a bug in the mock tool.
+    """
+    return tool(world, **arguments)
