@@ -41,6 +41,7 @@ __all__ = [
     "WorldCheck",
     "ForbiddenCall",
     "Checks",
+    "InlineTool",
     "Difficulty",
     "Scenario",
     "ScenarioProblem",
@@ -298,6 +299,25 @@ class Checks(_Strict):
     """Calls that must not happen anywhere in the run."""
 
 
+class InlineTool(_Strict):
+    """A tool defined in the scenario itself by its JSON Schema (imported suites, users' own APIs).
+
+    It validates arguments like a registry tool and returns `result` (or `results` in turn).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    """Tool name as the model sees it (OpenAI rules: letters, digits, `_`, `-`)."""
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    """JSON Schema of the arguments (an object schema)."""
+    result: Any = Field(default_factory=lambda: {"status": "ok"})
+    """What every call returns."""
+    results: list[Any] | None = None
+    """What successive calls return (the last one repeats); overrides `result`."""
+    original_name: str | None = None
+    """The name in the source suite, when it had to be mapped (BFCL's `math.factorial` -> `math_factorial`)."""
+
+
 class Difficulty(_Strict):
     """Knobs that make a scenario harder without rewriting it (also settable from the command line)."""
 
@@ -326,8 +346,10 @@ class Scenario(_Strict):
     """Free tags for selection (`smoke`, a domain name, ...)."""
     system: str = "You are a helpful assistant. Use the tools when they help; ask when information is missing."
     """System prompt."""
-    tools: list[str] = Field(min_length=1)
-    """Names of the mock tools offered (see `tools/`)."""
+    tools: list[str] = Field(default_factory=list)
+    """Names of the registry mock tools offered (see `tools/`)."""
+    inline_tools: list[InlineTool] = Field(default_factory=list)
+    """Tools defined right here by schema; offered together with `tools`."""
     world: dict[str, Any] = Field(default_factory=dict)
     """Initial state of the mock world (deep-copied for every run)."""
     few_shot: list[FewShotMessage] = Field(default_factory=list)
@@ -350,9 +372,17 @@ class Scenario(_Strict):
     def _lower_tags(cls, tags: list[str]) -> list[str]:
         return [t.strip().lower() for t in tags]
 
+    @property
+    def offered_tool_names(self) -> list[str]:
+        return list(self.tools) + [t.name for t in self.inline_tools]
+
     @model_validator(mode="after")
     def _references_hold(self) -> "Scenario":
-        offered = set(self.tools)
+        if not self.tools and not self.inline_tools:
+            raise ValueError("a scenario must offer at least one tool (`tools` or `inline_tools`)")
+        offered = set(self.offered_tool_names)
+        if len(offered) != len(self.offered_tool_names):
+            raise ValueError(f"a tool is offered twice: {self.offered_tool_names}")
         captures: set[str] = set()
         for t_index, turn in enumerate(self.turns, start=1):
             for step in turn.expect:
@@ -567,8 +597,9 @@ def load_scenarios(
                 ScenarioProblem(file=sc.source or "?", field="id", message=f"duplicate id {sc.id!r} (also in {seen[sc.id]})")
             )
         seen.setdefault(sc.id, sc.source or "?")
+        inline = {t.name for t in sc.inline_tools}
         unknown = [t for t in sc.tools if t not in known_tools]
-        unknown += [f.tool for f in sc.checks.forbidden if f.tool not in known_tools]
+        unknown += [f.tool for f in sc.checks.forbidden if f.tool not in known_tools | inline]
         if unknown:
             problems.append(
                 ScenarioProblem(
