@@ -624,6 +624,13 @@ def scenario_json_schema() -> dict[str, Any]:
     one = Scenario.model_json_schema()
     defs = one.pop("$defs", {})
     defs["Scenario"] = one
+    # the shorthands the loader accepts: a bare value means `equals`, a bare name a forbidden tool
+    scalar = {"type": ["string", "number", "integer", "boolean", "array"]}
+    for name in ("Matcher", "ArgSpec"):
+        if name in defs:
+            defs[name] = {"anyOf": [defs[name], scalar], "description": defs[name].get("description", "")}
+    if "ForbiddenCall" in defs:
+        defs["ForbiddenCall"] = {"anyOf": [defs["ForbiddenCall"], {"type": "string"}]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "agentic-harness scenario file",

@@ -354,7 +354,7 @@ class _Scorer:
                 p += len(group)
                 scores.append(self._score_group(turn_no, expected, group, fatal, answer, last))
             else:
-                scores.append(self._score_text(turn_no, expected, events[p:], fatal, answer, last))
+                scores.append(self._score_text(turn_no, expected, events[p:], fatal, answer, last, after_calls=p > 0))
                 p = len(events)
             self.index += 1
         if p < len(events) and scores and not self.stopped:
@@ -416,12 +416,17 @@ class _Scorer:
             actual="; ".join(_describe_call(e.call) for e in group), model_step=group[0].model_step, checks=checks,
         )
 
-    def _score_text(self, turn_no: int, expected: AnswerStep | AskStep, calls: list[_Event], fatal: Outcome | None, answer: str | None, last: Any) -> StepScore:
+    def _score_text(self, turn_no: int, expected: AnswerStep | AskStep, calls: list[_Event], fatal: Outcome | None,
+                    answer: str | None, last: Any, *, after_calls: bool = False) -> StepScore:
         kind = expected.kind
         describe = _describe_expected(expected)
+        if fatal is not None:
+            # the model never got to answer: the loop (or server error) is the story, not the calls in it
+            return self._missing(turn_no, expected, fatal, answer, last)
         if calls:
             call = calls[0].call
-            outcome = Outcome.UNEXPECTED_CALL
+            # extra calls after the expected ones are spurious; calls where only an answer was due are unexpected
+            outcome = Outcome.SPURIOUS_CALL if after_calls else Outcome.UNEXPECTED_CALL
             if call.source == "text":
                 # a leaked call where an answer is due is still a call attempt
                 why = f"wrote a call to {call.name} as text where it should {'ask' if kind == 'ask' else 'answer'}"
@@ -429,8 +434,6 @@ class _Scorer:
                 why = f"called {', '.join(_describe_call(e.call) for e in calls)} where it should {'ask the user' if kind == 'ask' else 'answer'}"
             return StepScore(index=self.index, turn=turn_no, kind=kind, expected=describe, actual=why,
                              model_step=calls[0].model_step, checks=[Check.fail(Dimension.TOOL_SELECTION, outcome, why)])
-        if fatal is not None:
-            return self._missing(turn_no, expected, fatal, answer, last)
         if not answer:
             return StepScore(index=self.index, turn=turn_no, kind=kind, expected=describe, actual="no text",
                              model_step=last.index if last else None,

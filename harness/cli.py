@@ -1,0 +1,537 @@
+"""The `harness` command: run, compare, demo, validate, report, import, schema.
+
+User errors (bad scenario files, unreachable servers, unknown models) end with one paragraph that
+says what and where, and a distinct exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from harness import __version__
+from harness.records import Provenance, RunConfig, Sampling, Target
+
+__all__ = ["main", "ExitCode", "HarnessError"]
+
+
+class ExitCode(IntEnum):
+    """Exit codes a CI job can tell apart."""
+
+    OK = 0
+    REGRESSION = 1
+    """The gate failed: scenarios regressed against the baseline, or a comparison verdict found no safe build."""
+    BAD_INPUT = 2
+    """Scenario files, flags, results or baseline files that cannot be used."""
+    INFRA = 3
+    """The server is down or not OpenAI-compatible, or infrastructure errors left nothing to score."""
+    INTERRUPTED = 130
+
+
+class HarnessError(click.ClickException):
+    """A user-facing error: printed as one paragraph, no traceback."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.BAD_INPUT):
+        super().__init__(message)
+        self.exit_code = int(code)
+
+    def show(self, file: Any = None) -> None:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {self.format_message()}", soft_wrap=True)
+
+
+def _default_scenarios() -> list[str]:
+    here = Path(__file__).resolve().parent.parent / "scenarios"
+    if here.is_dir():
+        return [str(here)]
+    raise HarnessError("no scenario paths given and no built-in scenarios/ folder found next to the package")
+
+
+def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...]) -> list[Any]:
+    from harness.scenario import ScenarioError, load_scenarios
+
+    try:
+        scenarios = load_scenarios(list(paths) or _default_scenarios(), tags=list(tags) or None, ids=list(ids) or None)
+    except ScenarioError as exc:
+        n = len(exc.problems)
+        raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
+    if not scenarios:
+        what = f" with tags {list(tags)}" if tags else ""
+        raise HarnessError(f"no scenarios selected{what} in {list(paths) or _default_scenarios()}")
+    return scenarios
+
+
+def _parse_target(spec: str) -> Target:
+    # NAME=BASE_URL@MODEL
+    name, sep, rest = spec.partition("=")
+    url, at, model = rest.rpartition("@")
+    if not sep or not at or not name or not url or not model:
+        raise HarnessError(
+            f"--target {spec!r}: expected NAME=BASE_URL@MODEL, e.g. q4=http://127.0.0.1:8082/v1@gemma-q4_k_m"
+        )
+    return Target(name=name, base_url=url, model=model)
+
+
+def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
+    if not values:
+        return {}
+    from harness.scenario import Difficulty
+
+    out: dict[str, Any] = {}
+    fields = Difficulty.model_fields
+    for item in values:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise HarnessError(f"--knob {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
+        if fields[key].annotation is bool:
+            if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise HarnessError(f"--knob {item!r}: {key} takes true or false")
+            out[key] = raw.lower() in {"true", "1", "yes"}
+        else:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                raise HarnessError(f"--knob {item!r}: {key} takes a whole number") from None
+            if out[key] < 0:
+                raise HarnessError(f"--knob {item!r}: {key} must not be negative")
+    return out
+
+
+def _console(json_out: bool) -> Console:
+    # with --json, stdout carries only JSON: people-facing output goes to stderr
+    return Console(stderr=json_out, highlight=False)
+
+
+def _run_opts(f: Any) -> Any:
+    opts = [
+        click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (repeatable)."),
+        click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable)."),
+        click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 100), help="Repeat every scenario this many times."),
+        click.option("--temperature", default=0.0, show_default=True, type=float),
+        click.option("--top-p", default=1.0, show_default=True, type=float),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--max-tokens", default=512, show_default=True, type=int),
+        click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64), help="Scenarios in flight per target."),
+        click.option("--knob", "knobs", multiple=True, help="Difficulty knob NAME=VALUE: distractor_tools, long_outputs, strip_descriptions, history_turns."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/<run id>)."),
+        click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted run in this folder."),
+        click.option("--baseline", type=click.Path(dir_okay=False), help="Gate against this summary.json (e.g. last night's)."),
+        click.option("--max-drop", default=2.0, show_default=True, type=float, help="Allowed pass-rate drop in points against --baseline."),
+        click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here."),
+        click.option("--html", type=click.Path(dir_okay=False), help="Also write the HTML report here."),
+        click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
+        click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout instead of tables."),
+        click.option("--no-preflight", is_flag=True, help="Skip the probes of each server (tools in prompt, tool_choice, ...)."),
+        click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request before it counts as an infrastructure error."),
+        click.option("-v", "--verbose", is_flag=True, help="Log every step to the terminal."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="harness")
+def main() -> None:
+    """Eval harness for agentic tool calling: find the quant that picks the wrong tool at step 3."""
+
+
+# -- run / compare -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1")
+@click.option("--model", required=True, help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
+@click.option("--name", help="Label for this target in reports (default: the model id).")
+@click.option("--provider", type=click.Choice(["openai", "litellm"]), default="openai", show_default=True,
+              help="litellm routes non-OpenAI providers (--model ollama_chat/...).")
+@click.option("--api-key", envvar="HARNESS_API_KEY", help="API key (or HARNESS_API_KEY).")
+@_run_opts
+def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
+    """Run scenarios against one model server and score every step."""
+    target = Target(name=name or model, base_url=base_url, model=model, provider=provider, api_key=api_key)  # type: ignore[arg-type]
+    _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--target", "target_specs", multiple=True, help="NAME=BASE_URL@MODEL (repeatable).")
+@click.option("--ollama", "ollama_tags", help="Comma-separated Ollama tags of one model, e.g. qwen2.5:7b-instruct-fp16,qwen2.5:7b-instruct-q4_K_M")
+@click.option("--ollama-host", default="http://localhost:11434", show_default=True, envvar="OLLAMA_HOST")
+@click.option("--pull", is_flag=True, help="Pull missing Ollama tags first.")
+@click.option("--reference", help="Name of the reference target (default: the first).")
+@click.option("--tolerance", default=5.0, show_default=True, type=float, help="Allowed drop in pass-rate points versus the reference.")
+@click.option("--critical", multiple=True, help="Stratum that must stay within tolerance (repeatable; default: all).")
+@_run_opts
+def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: str | None, ollama_host: str, pull: bool,
+            reference: str | None, tolerance: float, critical: tuple[str, ...], **opts: Any) -> None:
+    """Compare builds of one model against a reference, item by item, and say which quant is safe."""
+    targets = [_parse_target(s) for s in target_specs]
+    provenance: dict[str, Provenance] = {}
+    if ollama_tags:
+        from harness.ollama import OllamaError, resolve_ollama_targets
+
+        tags = [t.strip() for t in ollama_tags.split(",") if t.strip()]
+        try:
+            for target, prov in resolve_ollama_targets(tags, host=ollama_host, pull=pull):
+                targets.append(target)
+                provenance[target.name] = prov
+        except OllamaError as exc:
+            raise HarnessError(str(exc), getattr(exc, "exit_code", ExitCode.INFRA)) from None
+    if len(targets) < 2:
+        raise HarnessError("compare needs at least two targets (--target NAME=URL@MODEL, or --ollama tag1,tag2)")
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"target names must be unique, got {names}")
+    reference = reference or targets[0].name
+    if reference not in names:
+        raise HarnessError(f"--reference {reference!r} is not one of the targets {names}")
+    _execute(paths, targets, reference=reference, tolerance=tolerance, critical=critical, provenance=provenance, **opts)
+
+
+def _execute(
+    paths: tuple[str, ...],
+    targets: list[Target],
+    *,
+    reference: str | None,
+    tolerance: float | None,
+    critical: tuple[str, ...],
+    provenance: dict[str, Provenance] | None = None,
+    tags: tuple[str, ...],
+    ids: tuple[str, ...],
+    epochs: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    max_tokens: int,
+    concurrency: int,
+    knobs: tuple[str, ...],
+    out_dir: str | None,
+    resume_dir: str | None,
+    baseline: str | None,
+    max_drop: float,
+    junit: str | None,
+    html: str | None,
+    markdown: str | None,
+    json_out: bool,
+    no_preflight: bool,
+    timeout: float,
+    verbose: bool,
+) -> None:
+    from harness.logs import configure_logging
+    from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+
+    console = _console(json_out)
+    scenarios = _load(paths, tags, ids)
+    difficulty = _knobs(knobs)
+    run_dir = Path(resume_dir or out_dir or Path("runs") / new_run_id())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(run_dir / "log.jsonl", verbose=verbose)
+    config = RunConfig(
+        scenario_paths=list(paths) or _default_scenarios(),
+        scenario_set_hash=scenario_set_hash(scenarios),
+        scenario_ids=[s.id for s in scenarios],
+        tags=list(tags),
+        epochs=epochs,
+        sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens),
+        concurrency=concurrency,
+        reference=reference,
+        tolerance=tolerance,
+        critical_strata=list(critical),
+        difficulty=difficulty,
+        harness_version=__version__,
+    )
+    provenance = dict(provenance or {})
+    console.print(f"[bold]{len(scenarios)} scenarios[/] x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
+    asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+
+    from harness.client import make_client
+
+    def factory(target: Target) -> Any:
+        return make_client(target, timeout_s=timeout)
+
+    with make_progress(console, disable=json_out) as progress:
+        try:
+            results = asyncio.run(
+                run_suite(scenarios, targets, out=run_dir / "results.jsonl", config=config, provenance=provenance,
+                          client_factory=factory, progress=progress)
+            )
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
+                          f"continue with the same command plus --resume {run_dir}")
+            sys.exit(ExitCode.INTERRUPTED)
+    code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
+                   baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out)
+    sys.exit(code)
+
+
+async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenance], scenarios: list[Any],
+                           config: RunConfig, no_preflight: bool, timeout: float, console: Console) -> None:
+    from harness.client import TargetError, check_target, make_client
+
+    for target in targets:
+        try:
+            await check_target(target, timeout_s=min(timeout, 30.0))
+        except TargetError as exc:
+            raise HarnessError(f"target {target.name!r} ({target.base_url}, model {target.model!r}): {exc}",
+                               getattr(exc, "exit_code", ExitCode.INFRA)) from None
+    if no_preflight:
+        return
+    from harness import preflight as pf
+    from harness.loop import build_toolset
+    from harness.servers import probe_provenance
+
+    sample = build_toolset(scenarios[0]).schemas
+    for target in targets:
+        prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
+        client = make_client(target, timeout_s=timeout)
+        try:
+            prov.preflight = await pf.preflight(target, client, sample)
+        finally:
+            await client.aclose()
+        for warning in prov.preflight.get("warnings", []):
+            if warning not in prov.warnings:
+                prov.warnings.append(warning)
+        provenance[target.name] = prov
+        for warning in prov.warnings:
+            console.print(f"[yellow]warning[/] [{target.name}] {warning}")
+    for line in pf.confounds(provenance):
+        console.print(f"[bold yellow]confound:[/] {line}")
+
+
+async def _maybe_async(value: Any) -> Any:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value
+
+
+def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | None, tolerance: float | None,
+            critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
+            markdown: str | None, json_out: bool) -> int:
+    from harness import report
+    from harness.compare import compare_runs, summarize_run
+
+    targets = results.targets()
+    if reference and len(targets) > 1:
+        comparison = compare_runs(results, reference=reference, tolerance=tolerance or 5.0, critical_strata=critical or None)
+    else:
+        comparison = summarize_run(results)
+    written = report.write_reports(results, comparison, run_dir)
+    for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
+        if extra:
+            Path(extra).parent.mkdir(parents=True, exist_ok=True)
+            Path(extra).write_text(Path(written[key]).read_text(encoding="utf-8"), encoding="utf-8")
+    code = ExitCode.OK
+    gate_result = None
+    if baseline:
+        from harness.gate import gate
+
+        gate_result = gate(comparison, Path(baseline), max_drop=max_drop)
+        code = ExitCode(int(gate_result.exit_code))
+    if json_out:
+        payload = json.loads(comparison.model_dump_json())
+        if gate_result is not None:
+            payload["gate"] = json.loads(gate_result.model_dump_json())
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        report.print_terminal(comparison, console)
+        if gate_result is not None:
+            colour = "green" if gate_result.passed else "red"
+            console.print(f"[bold {colour}]gate:[/] {gate_result.message}")
+        console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
+    # infrastructure errors on every run of a target leave nothing to score
+    for name in targets:
+        records = results.for_target(name)
+        if records and all(r.score.infra_error for r in records):
+            console.print(f"[red]every run against {name!r} hit an infrastructure error[/]")
+            return int(ExitCode.INFRA) if code == ExitCode.OK else int(code)
+    return int(code)
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--quants", default="Q8_0,Q4_K_M,Q3_K_M,Q2_K", show_default=True, help="Ladder rungs; the first is the reference.")
+@click.option("--tag", "tags", multiple=True, default=("smoke",), show_default=True, help="Scenario tags to run.")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1, 20), help="Epochs (2+ gives a noise floor).")
+@click.option("--tolerance", default=5.0, show_default=True, type=float)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports.")
+@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON.")
+@click.option("-v", "--verbose", is_flag=True)
+def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None, json_out: bool, verbose: bool) -> None:
+    """The embedded default: build the local llama.cpp ladder of gemma-3-270m and audit it. No set-up."""
+    from harness import llamacpp
+    from harness.logs import configure_logging
+    from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+
+    console = _console(json_out)
+    rungs = [q.strip().upper() for q in quants.split(",") if q.strip()]
+    if len(rungs) < 2:
+        raise HarnessError("--quants needs at least two rungs: the reference first")
+    scenarios = _load((), tags, ())
+    run_dir = Path(out_dir or Path("runs") / f"demo-{new_run_id()}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(run_dir / "log.jsonl", verbose=verbose)
+    try:
+        console.print("[bold]1/3[/] llama.cpp binaries and the model ladder (cached after the first time)")
+        binaries = llamacpp.find_llama_binaries(progress=console.print)
+        base = llamacpp.assemble_base_model()
+        ladder = llamacpp.make_ladder(base, quants=tuple(rungs), binaries=binaries)
+    except llamacpp.LlamaError as exc:
+        raise HarnessError(str(exc), ExitCode.INFRA) from None
+    config = RunConfig(
+        scenario_paths=_default_scenarios(), scenario_set_hash=scenario_set_hash(scenarios),
+        scenario_ids=[s.id for s in scenarios], tags=list(tags), epochs=epochs, sampling=Sampling(max_tokens=256),
+        reference=rungs[0], tolerance=tolerance, harness_version=__version__,
+    )
+    console.print(f"[bold]2/3[/] {len(scenarios)} scenarios x {len(rungs)} rungs x {epochs} epochs -> {run_dir}")
+    results = None
+    with make_progress(console, disable=json_out) as progress:
+        for rung in rungs:
+            try:
+                with llamacpp.LlamaServer(ladder[rung], binaries=binaries, alias=f"gemma-3-270m-{rung.lower()}") as server:
+                    target = Target(name=rung, base_url=server.base_url, model=server.model)
+                    prov = llamacpp.llama_provenance(server.url, ladder[rung], binaries)
+                    results = asyncio.run(
+                        run_suite(scenarios, [target], out=run_dir / "results.jsonl", config=config,
+                                  provenance={rung: prov}, progress=progress)
+                    )
+            except KeyboardInterrupt:
+                console.print(f"[yellow]interrupted.[/] Finished runs are in {run_dir / 'results.jsonl'}; "
+                              f"`harness report {run_dir / 'results.jsonl'} --reference {rungs[0]}` reports on them.")
+                sys.exit(ExitCode.INTERRUPTED)
+            except llamacpp.LlamaError as exc:
+                raise HarnessError(str(exc), ExitCode.INFRA) from None
+    console.print("[bold]3/3[/] comparing against the reference")
+    code = _finish(results, run_dir, console, reference=rungs[0], tolerance=tolerance, critical=[], baseline=None,
+                   max_drop=0, junit=None, html=None, markdown=None, json_out=json_out)
+    sys.exit(code)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def validate(paths: tuple[str, ...]) -> None:
+    """Check scenario files; report every problem with file, line and field."""
+    scenarios = _load(paths, (), ())
+    strata: dict[str, int] = {}
+    for sc in scenarios:
+        for s in sc.strata:
+            strata[str(s)] = strata.get(str(s), 0) + 1
+    click.echo(f"{len(scenarios)} scenarios OK (" + ", ".join(f"{k} {v}" for k, v in sorted(strata.items())) + ")")
+
+
+@main.command(name="list")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--tag", "tags", multiple=True)
+def list_(paths: tuple[str, ...], tags: tuple[str, ...]) -> None:
+    """List scenarios with their strata, tags and what each is designed to catch."""
+    from rich.table import Table
+
+    table = Table("id", "strata", "tags", "turns", "catches")
+    for sc in _load(paths, tags, ()):
+        table.add_row(sc.id, ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
+    Console().print(table)
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here (default: scenarios/scenario.schema.json).")
+@click.option("--check", is_flag=True, help="Fail if the committed schema is out of date.")
+def schema(out: str | None, check: bool) -> None:
+    """Write the JSON Schema for scenario files (for editor autocompletion)."""
+    from harness.scenario import SCHEMA_FILENAME, scenario_json_schema
+
+    path = Path(out) if out else Path(_default_scenarios()[0]) / SCHEMA_FILENAME
+    text = json.dumps(scenario_json_schema(), indent=2) + "\n"
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            raise HarnessError(f"{path} is out of date; run `harness schema` to regenerate it")
+        click.echo(f"{path} is up to date")
+        return
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("results_paths", nargs=-1, required=True, type=click.Path())
+@click.option("--reference", help="Reference target for a comparison (default: the run's own, else the first).")
+@click.option("--tolerance", default=None, type=float)
+@click.option("--critical", multiple=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the rebuilt reports (default: next to the first results file).")
+@click.option("--baseline", type=click.Path(dir_okay=False))
+@click.option("--max-drop", default=2.0, show_default=True, type=float)
+@click.option("--json", "json_out", is_flag=True)
+def report(results_paths: tuple[str, ...], reference: str | None, tolerance: float | None, critical: tuple[str, ...],
+           out_dir: str | None, baseline: str | None, max_drop: float, json_out: bool) -> None:
+    """Rebuild every report from results files alone (several files merge: shards, nights)."""
+    from harness.records import ResultsError, read_results
+
+    try:
+        results = read_results(list(results_paths))
+    except ResultsError as exc:
+        raise HarnessError(str(exc)) from None
+    if not results.records:
+        raise HarnessError(f"no scenario results in {list(results_paths)}")
+    targets = results.targets()
+    cfg = results.headers[-1].config if results.headers else RunConfig()
+    reference = reference or cfg.reference or (targets[0] if len(targets) > 1 else None)
+    if reference and reference not in targets:
+        raise HarnessError(f"--reference {reference!r} is not in the results (targets: {targets})")
+    first = Path(results_paths[0])
+    run_dir = Path(out_dir) if out_dir else (first if first.is_dir() else first.parent)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = _console(json_out)
+    code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance or cfg.tolerance or 5.0,
+                   critical=list(critical) or cfg.critical_strata, baseline=baseline, max_drop=max_drop,
+                   junit=None, html=None, markdown=None, json_out=json_out)
+    sys.exit(code)
+
+
+@main.group(name="import")
+def import_() -> None:
+    """Turn other suites into scenario files."""
+
+
+@import_.command(name="bfcl")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the scenario YAML files.")
+@click.option("--category", help="Only this BFCL category (simple, multiple, parallel, ...).")
+def import_bfcl(path: str, out_dir: str, category: str | None) -> None:
+    """Import Berkeley Function Calling Leaderboard question + possible_answer files."""
+    from harness import bfcl
+
+    try:
+        written = bfcl.import_bfcl(Path(path), Path(out_dir), category=category)
+    except bfcl.BFCLError as exc:
+        raise HarnessError(str(exc)) from None
+    click.echo(f"wrote {len(written)} scenario file(s) to {out_dir}")
+
+
+@main.command(name="tools")
+def tools_() -> None:
+    """List the built-in mock tools by domain."""
+    from rich.table import Table
+
+    from tools import registry
+
+    table = Table("domain", "tool", "description")
+    for domain, tools in sorted(registry.by_domain().items()):
+        for tool in tools:
+            table.add_row(domain, tool.name, tool.description.splitlines()[0])
+    Console().print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,151 @@
+"""Run a set of scenarios against one or more targets, epochs times, writing each result as it lands.
+
+Targets run one after another (so speed is measured on an otherwise idle server); scenarios within
+a target run up to `concurrency` at a time. A results file can be resumed: finished runs are kept,
+runs that hit an infrastructure error are tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.loop import ChatClientLike, run_scenario
+from harness.records import Provenance, Results, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results
+from harness.scenario import Difficulty, Scenario
+from harness.scoring import score_scenario
+
+__all__ = ["scenario_set_hash", "new_run_id", "make_progress", "run_suite"]
+
+log = structlog.get_logger("harness.runner")
+
+
+def scenario_set_hash(scenarios: list[Scenario]) -> str:
+    """One hash naming the exact task: every selected scenario's content, in id order."""
+    digest = hashlib.sha256()
+    for sc in sorted(scenarios, key=lambda s: s.id):
+        digest.update(f"{sc.id}:{sc.content_hash}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def make_progress(console: Any = None, *, disable: bool = False) -> Progress:
+    """The progress bars shown while a run goes: one per target."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+        transient=False,
+    )
+
+
+def _difficulty(scenario: Scenario, overrides: dict[str, Any] | None) -> Difficulty:
+    if not overrides:
+        return scenario.difficulty
+    return Difficulty.model_validate({**scenario.difficulty.model_dump(), **overrides})
+
+
+def _done_keys(path: Path) -> set[tuple[str, str, int, str]]:
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    results = read_results(path)
+    return {(r.target, r.scenario_id, r.epoch, r.scenario_hash) for r in results.latest() if not r.score.infra_error}
+
+
+async def run_suite(
+    scenarios: list[Scenario],
+    targets: list[Target],
+    *,
+    out: Path,
+    config: RunConfig,
+    run_id: str | None = None,
+    provenance: dict[str, Provenance] | None = None,
+    client_factory: Callable[[Target], ChatClientLike] | None = None,
+    progress: Progress | None = None,
+    resume: bool = True,
+) -> Results:
+    """Run every scenario x target x epoch not already in `out`, append each record, return all results.
+
+    `client_factory` defaults to `harness.client.make_client`. Interrupting (Ctrl-C) loses only the
+    runs in flight: every finished one is already on disk.
+    """
+    if client_factory is None:
+        from harness.client import make_client
+
+        client_factory = make_client
+    run_id = run_id or new_run_id()
+    done = _done_keys(out) if resume else set()
+    header = RunHeader(run_id=run_id, config=config, targets=targets, provenance=provenance or {})
+    writer = ResultsWriter(out)
+    writer.header(header)
+    sampling = config.sampling
+    overrides = config.difficulty or None
+    try:
+        for target in targets:
+            todo = [
+                (sc, epoch)
+                for epoch in range(config.epochs)
+                for sc in scenarios
+                if (target.name, sc.id, epoch, sc.content_hash) not in done
+            ]
+            task = progress.add_task(target.name, total=len(todo), status="") if progress else None
+            if not todo:
+                log.info("target.skipped", target=target.name, reason="all runs already in the results file")
+                continue
+            client = client_factory(target)
+            semaphore = asyncio.Semaphore(max(1, config.concurrency))
+            failures = 0
+
+            async def one(sc: Scenario, epoch: int) -> None:
+                nonlocal failures
+                async with semaphore:
+                    trajectory = await run_scenario(
+                        sc, client, target=target.name, sampling=sampling, epoch=epoch, difficulty=_difficulty(sc, overrides)
+                    )
+                    score = score_scenario(sc, trajectory)
+                    writer.record(
+                        RunRecord(
+                            run_id=run_id,
+                            target=target.name,
+                            scenario_id=sc.id,
+                            scenario_hash=sc.content_hash,
+                            strata=[str(s) for s in sc.strata],
+                            tags=sc.tags,
+                            epoch=epoch,
+                            trajectory=trajectory,
+                            score=score,
+                        )
+                    )
+                    failures += 0 if score.passed else 1
+                    log.info(
+                        "scenario.done", scenario=sc.id, target=target.name, epoch=epoch,
+                        outcome=str(score.outcome), first_failed_step=score.first_failed_step,
+                    )
+                    if progress is not None and task is not None:
+                        progress.update(task, advance=1, status=f"[red]{failures} failed" if failures else "[green]all passed")
+
+            try:
+                await asyncio.gather(*(one(sc, epoch) for sc, epoch in todo))
+            finally:
+                close = getattr(client, "aclose", None)
+                if close is not None:
+                    await close()
+    finally:
+        writer.close()
+    return read_results(out)
