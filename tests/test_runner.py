@@ -1,0 +1,109 @@
+"""The runner: every target x scenario x epoch, written as it lands, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harness.outcomes import Outcome
+from harness.records import RunConfig, Target, read_results
+from harness.runner import run_suite, scenario_set_hash
+from harness.scenario import Scenario
+from tests.scripted import call, calls, failure, text
+
+
+def scenarios() -> list[Scenario]:
+    base = {"description": "d", "strata": ["tool_selection"], "tools": ["get_weather", "get_forecast"],
+            "world": {"weather": {"Paris": {"temp_c": 18, "conditions": "cloudy"}}}}
+    return [
+        Scenario.model_validate({**base, "id": f"s{i}", "turns": [{"user": "Weather in Paris?", "expect": [
+            {"call": "get_weather", "args": {"city": "Paris"}}, {"answer": True}]}]})
+        for i in range(3)
+    ]
+
+
+class Model:
+    """Answers every scenario correctly, except for the scenario ids it is told to fail or to be down for."""
+
+    def __init__(self, wrong=(), down=(), gate: asyncio.Event | None = None):
+        self.wrong, self.down, self.gate = set(wrong), set(down), gate
+        self.served: list[str] = []
+
+    async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        sid = messages[0]["content"]
+        self.served.append(sid)
+        if self.gate is not None:
+            await self.gate.wait()
+        if sid in self.down:
+            return failure(Outcome.INFRA_ERROR, "connection refused")
+        if messages[-1]["role"] == "tool":
+            return text("18")
+        name = "get_forecast" if sid in self.wrong else "get_weather"
+        return calls(call(name, city="Paris"))
+
+    async def aclose(self):
+        pass
+
+
+def with_ids(scs):
+    # the scripted model learns the scenario id from the system prompt
+    return [sc.model_copy(update={"system": sc.id}) for sc in scs]
+
+
+async def test_runs_every_target_and_epoch_and_writes_records(tmp_path):
+    scs = with_ids(scenarios())
+    out = tmp_path / "results.jsonl"
+    targets = [Target(name="ref", base_url="http://x/v1", model="m"), Target(name="q2", base_url="http://y/v1", model="m")]
+    models = {"ref": Model(), "q2": Model(wrong={"s1"})}
+    results = await run_suite(scs, targets, out=out, config=RunConfig(epochs=2), client_factory=lambda t: models[t.name])
+    assert len(results.records) == 2 * 3 * 2
+    failed = {(r.target, r.scenario_id) for r in results.records if not r.score.passed}
+    assert failed == {("q2", "s1")}
+    assert {r.score.outcome for r in results.records if not r.score.passed} == {Outcome.WRONG_TOOL}
+
+
+async def test_resume_skips_finished_runs_and_retries_infra_errors(tmp_path):
+    scs = with_ids(scenarios())
+    out = tmp_path / "results.jsonl"
+    target = [Target(name="t", base_url="http://x/v1", model="m")]
+    await run_suite(scs, target, out=out, config=RunConfig(), client_factory=lambda t: Model(down={"s2"}))
+    first = read_results(out)
+    assert [r.score.infra_error for r in sorted(first.records, key=lambda r: r.scenario_id)] == [False, False, True]
+    again = Model()
+    results = await run_suite(scs, target, out=out, config=RunConfig(), client_factory=lambda t: again)
+    assert set(again.served) == {"s2"}  # only the infra failure ran again
+    assert all(r.score.passed for r in results.latest())
+    assert len(results.headers) == 2  # each session leaves its own header
+
+
+async def test_interrupting_keeps_the_runs_already_finished(tmp_path):
+    scs = with_ids(scenarios())
+    out = tmp_path / "results.jsonl"
+    gate = asyncio.Event()
+
+    class Slow(Model):
+        async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+            if messages[0]["content"] == "s2":
+                await asyncio.Event().wait()  # hangs until cancelled
+            return await super().chat(messages, tools, sampling, tool_choice=tool_choice)
+
+    task = asyncio.create_task(run_suite(scs, [Target(name="t", base_url="http://x/v1", model="m")], out=out,
+                                         config=RunConfig(), client_factory=lambda t: Slow()))
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if out.exists() and len(out.read_text().splitlines()) >= 3:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(r.scenario_id for r in read_results(out).records) == ["s0", "s1"]
+    gate.set()
+
+
+def test_scenario_set_hash_names_the_task():
+    a = scenarios()
+    b = scenarios()
+    b[0] = b[0].model_copy(update={"system": "other"})
+    assert scenario_set_hash(a) == scenario_set_hash(list(reversed(a))) != scenario_set_hash(b)
