@@ -235,7 +235,8 @@ async def run_scenario(
     executor = _Executor(scenario, toolset, world)
     bound = log.bind(scenario=scenario.id, target=target, epoch=epoch)
 
-    messages: list[dict[str, Any]] = [{"role": "system", "content": scenario.system}]
+    # an empty system prompt sends none (BFCL's FC mode sends none; an empty one still shifts templates)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": scenario.system}] if scenario.system else []
     if difficulty.history_turns:
         from harness import knobs
 

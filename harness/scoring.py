@@ -234,6 +234,13 @@ def score_arguments(
             if spec.equals is None and spec.one_of is None and spec.regex is None and spec.contains is None and spec.approx is None:
                 continue
         outcome, reason = match_value(spec, value)
+        if spec.normalize == "bfcl" and outcome is Outcome.OK and value is not _MISSING and (spec.equals is not None or spec.one_of is not None):
+            # BFCL's type check is stricter than JSON Schema's: an integer parameter refuses 5.0
+            from harness.bfcl import bfcl_value_matches
+
+            ptype = ((parameters or {}).get("properties", {}).get(name) or {}).get("type")
+            if not bfcl_value_matches(spec.one_of if spec.one_of is not None else [spec.equals], value, param_type=ptype):
+                outcome, reason = Outcome.TYPE_ERROR, f"BFCL rejects {_short(value)} for a {ptype} parameter"
         if outcome is not Outcome.OK and not any(c.argument == name and not c.passed for c in checks):
             checks.append(Check.fail(Dimension.ARGUMENT_VALIDITY, outcome, f"{name}: {reason}", name))
     if not expected.allow_extra_args:

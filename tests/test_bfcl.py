@@ -226,7 +226,8 @@ def test_imported_expectations_accept_what_bfcl_accepts(accepted, param, value, 
 
 
 def test_an_integer_param_given_a_float_is_where_the_hook_matters():
-    # BFCL's type check rejects 5.0 for an integer; JSON Schema and the default matcher accept it
+    # BFCL's type check rejects 5.0 for an integer; JSON Schema and the bare matcher accept it, so the
+    # scorer calls bfcl_value_matches in bfcl mode (tests/test_scoring.py checks the scorer end)
     assert harness_accepts([5], I, 5.0) is True
     assert bfcl_value_matches([5], 5.0, param_type="integer") is False
     assert bfcl_value_matches([5.0], 5, param_type="number") is True

@@ -249,3 +249,16 @@ async def test_infra_error_is_excluded_not_wrong():
     score = await grade(make([WEATHER_TURN]), failure(Outcome.INFRA_ERROR, "connection refused"))
     assert score.infra_error and score.outcome is Outcome.INFRA_ERROR and not score.steps
     assert "excluded from accuracy" in score.reason
+
+
+def test_bfcl_mode_refuses_a_float_for_an_integer_parameter():
+    from harness.scenario import ArgSpec, CallStep
+    from harness.scoring import score_arguments
+    from harness.trajectory import ToolCall
+
+    params = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    sent = ToolCall(id="1", name="f", arguments={"n": 5.0})
+    bfcl = score_arguments(CallStep(call="f", args={"n": ArgSpec(equals=5, normalize="bfcl")}), sent, params, {})
+    plain = score_arguments(CallStep(call="f", args={"n": ArgSpec(equals=5)}), sent, params, {})
+    assert bfcl[0].outcome is Outcome.TYPE_ERROR and "BFCL rejects" in bfcl[0].reason
+    assert plain[0].outcome is Outcome.OK
