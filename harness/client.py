@@ -1,0 +1,401 @@
+"""The chat client: one request to any OpenAI-compatible endpoint, one normalised `Reply` back.
+
+Infrastructure errors (connection, timeout, 502/503/504, 429, other 500s) are retried with
+backoff; everything else, model failures included, comes back as a `Reply` with its outcome set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Protocol
+
+import httpx
+import openai
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from harness.normalize import error_message, is_server_parse_error, normalize_reply
+from harness.outcomes import Outcome
+from harness.records import Sampling, Target
+from harness.trajectory import Reply
+
+__all__ = [
+    "ChatClient",
+    "LiteLLMChatClient",
+    "OpenAIChatClient",
+    "RETRY_STATUSES",
+    "TargetError",
+    "build_request",
+    "check_target",
+    "make_client",
+]
+
+log = structlog.get_logger("harness.client")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""HTTP statuses retried as infrastructure errors (a 500 that is a tool-call parse failure is not)."""
+
+_BODY_LIMIT = 2000
+
+
+class TargetError(Exception):
+    """A target cannot be used: unreachable, not OpenAI-compatible, or it does not serve the model.
+
+    The message is one paragraph for a person: what is wrong, where, and what to try.
+    """
+
+
+class ChatClient(Protocol):
+    """What the loop and the CLI need from a client."""
+
+    async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], sampling: Sampling, *,
+                   tool_choice: str | None = "auto") -> Reply:
+        """One chat completion. Never raises for model or infrastructure failures."""
+        ...
+
+    async def list_models(self) -> list[str]:
+        """Model ids from `GET /models`; raises `TargetError`."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_client(target: Target, *, timeout_s: float = 120.0, retries: int = 3,
+                wait_initial_s: float = 1.0, wait_max_s: float = 20.0) -> ChatClient:
+    """A client for `target`: the OpenAI SDK, or litellm when `target.provider == "litellm"`.
+
+    `retries` is how many times an infrastructure error is retried (so up to `retries + 1`
+    attempts), waiting `wait_initial_s` doubling up to `wait_max_s` in between.
+    """
+    cls = LiteLLMChatClient if target.provider == "litellm" else OpenAIChatClient
+    return cls(target, timeout_s=timeout_s, retries=retries, wait_initial_s=wait_initial_s, wait_max_s=wait_max_s)
+
+
+def build_request(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], sampling: Sampling,
+                  tool_choice: str | None = "auto") -> dict[str, Any]:
+    """The chat completion request body. Sampling is always explicit: servers' defaults differ."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if tools:
+        body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+    elif tool_choice not in (None, "auto", "none"):
+        # a forced choice with nothing to choose from is a harness bug, not a server problem
+        raise ValueError(f"tool_choice={tool_choice!r} needs tools")
+    return body
+
+
+class _Transient(Exception):
+    """An attempt failed for a reason worth retrying; carries the reply to return if retries run out."""
+
+    def __init__(self, reply: Reply, retry_after: float | None = None):
+        super().__init__(reply.error)
+        self.reply = reply
+        self.retry_after = retry_after
+
+
+class _Client:
+    """Shared retry loop and logging; subclasses make one attempt."""
+
+    def __init__(self, target: Target, *, timeout_s: float, retries: int, wait_initial_s: float, wait_max_s: float):
+        self.target = target
+        self.timeout_s = timeout_s
+        self.retries = max(0, retries)
+        self.wait_initial_s = wait_initial_s
+        self.wait_max_s = wait_max_s
+        self._log = log.bind(target=target.name, model=target.model)
+
+    async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], sampling: Sampling, *,
+                   tool_choice: str | None = "auto") -> Reply:
+        body = build_request(self.target.model, messages, tools, sampling, tool_choice)
+        attempts = 0
+
+        async def attempt() -> Reply:
+            nonlocal attempts
+            attempts += 1
+            self._log.debug("client.request", attempt=attempts, messages=len(messages), tools=len(tools))
+            return await self._attempt(body)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            reply = await retrying(attempt)
+        except _Transient as exc:
+            reply = exc.reply
+            reply = reply.model_copy(update={"error": f"{reply.error} (gave up after {attempts} attempts)"})
+        reply = reply.model_copy(update={"attempts": attempts})
+        self._log.info("client.reply", attempts=attempts, status=reply.status_code, outcome=str(reply.outcome),
+                       latency_ms=round(reply.latency_ms) if reply.latency_ms is not None else None,
+                       calls=[c.name for c in reply.tool_calls], error=reply.error)
+        return reply
+
+    def _wait(self, state: RetryCallState) -> float:
+        wait = min(self.wait_max_s, self.wait_initial_s * 2 ** (state.attempt_number - 1))
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            # honour Retry-After (429/503), within the same cap
+            wait = max(wait, min(exc.retry_after, self.wait_max_s))
+        return wait
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        reply = exc.reply if isinstance(exc, _Transient) else None
+        self._log.warning("client.retry", attempt=state.attempt_number, status=reply.status_code if reply else None,
+                          error=reply.error if reply else repr(exc),
+                          wait_s=round(state.next_action.sleep, 3) if state.next_action else None)
+
+    async def _attempt(self, body: dict[str, Any]) -> Reply:
+        raise NotImplementedError
+
+    async def list_models(self) -> list[str]:
+        """Model ids from `GET {base_url}/models`; raises `TargetError`."""
+        return [m["id"] for m in await _fetch_models(self.target, timeout_s=min(self.timeout_s, 30.0))]
+
+    async def aclose(self) -> None:
+        pass
+
+    async def __aenter__(self) -> _Client:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+class OpenAIChatClient(_Client):
+    """The OpenAI SDK against any OpenAI-compatible server, SDK retries off (tenacity decides)."""
+
+    def __init__(self, target: Target, **kwargs: Any):
+        super().__init__(target, **kwargs)
+        # sdk retries off: it would silently re-sample after a tool-call parse 500
+        self._sdk = openai.AsyncOpenAI(base_url=target.base_url, api_key=target.api_key or "sk-none",
+                                       max_retries=0, timeout=self.timeout_s)
+
+    async def _attempt(self, body: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        try:
+            raw = await self._sdk.chat.completions.with_raw_response.create(**body)
+        except openai.APIStatusError as exc:
+            return _status_failure(exc.status_code, exc.response.text, _sent(exc.request, body), self.target,
+                                   retry_after=_retry_after(exc.response.headers))
+        except openai.APITimeoutError as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(exc.request, body),
+                                   error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
+        except openai.APIConnectionError as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(exc.request, body),
+                                   error=f"connection to {self.target.base_url} failed: {_cause(exc)}")) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        sent = _sent(raw.http_request, body)
+        text = raw.text
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            ctype = raw.headers.get("content-type", "?")
+            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=raw.status_code, latency_ms=latency_ms,
+                         response={"raw_text": text[:_BODY_LIMIT]},
+                         error=f"HTTP {raw.status_code} from {self.target.base_url} is not JSON ({ctype}): "
+                               f"{_clip(text)!r}; is this an OpenAI-compatible endpoint (base_url usually ends in /v1)?")
+        reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
+        return reply.model_copy(update={"request": sent, "status_code": raw.status_code, "latency_ms": latency_ms})
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+
+class LiteLLMChatClient(_Client):
+    """Routes through `litellm.acompletion` (e.g. model `openai/<name>` with `base_url` as api_base).
+
+    litellm's exceptions subclass the OpenAI SDK's, so failures are classified the same way. Its
+    response is dumped to a dict (non-standard fields such as `timings` survive the dump).
+    """
+
+    async def _attempt(self, body: dict[str, Any]) -> Reply:
+        # lazily: importing litellm is slow, and offline it would try to fetch a price list
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        sent = json.loads(json.dumps(body))  # a copy: the caller keeps appending to its messages
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(
+                **body, api_base=self.target.base_url, api_key=self.target.api_key or "sk-none",
+                timeout=self.timeout_s, num_retries=0, max_retries=0,
+            )
+        except openai.APITimeoutError as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
+                                   error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
+        except openai.APIConnectionError as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
+                                   error=f"connection to {self.target.base_url} failed: {_cause(exc)}")) from exc
+        except openai.APIError as exc:
+            # status errors, and litellm's own APIError that carries a status_code
+            text = getattr(exc, "message", None) or str(exc)
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int):
+                return _status_failure(status, text, sent, self.target)
+            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, error=f"litellm failed: {_clip(text)}")
+        latency_ms = (time.perf_counter() - started) * 1000
+        data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
+        reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
+        return reply.model_copy(update={"request": sent, "status_code": 200, "latency_ms": latency_ms})
+
+
+def _status_failure(status: int, text: str, sent: dict[str, Any], target: Target, *,
+                    retry_after: float | None = None) -> Reply:
+    """Classify an HTTP error reply: a model's failed tool call, a retryable infra error, or a final one."""
+    try:
+        body: Any = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        body = text
+    message = error_message(body) or _clip(text) or "(empty body)"
+    response = body if isinstance(body, dict) else {"raw_text": (text or "")[:_BODY_LIMIT]}
+    where = target.base_url
+    if status >= 500 and is_server_parse_error(text):
+        return Reply(outcome=Outcome.SERVER_PARSE_ERROR, request=sent, response=response, status_code=status,
+                     error=f"HTTP {status}: the server could not parse the model's tool call: {message}")
+    reply = Reply(outcome=Outcome.INFRA_ERROR, request=sent, response=response, status_code=status,
+                  error=f"HTTP {status} from {where}: {message}{_hint(status, message, target)}")
+    if status in RETRY_STATUSES:
+        raise _Transient(reply, retry_after=retry_after)
+    return reply
+
+
+def _hint(status: int, message: str, target: Target) -> str:
+    low = message.lower()
+    if "enable-auto-tool-choice" in low or ("tool choice" in low and "tool-call-parser" in low):
+        return (" -- vLLM was started without tool calling; restart it with "
+                "`--enable-auto-tool-choice --tool-call-parser <parser for this model>` (e.g. hermes for Qwen)")
+    if status in (401, 403):
+        return " -- the server rejected the API key; set the target's api_key"
+    if status == 404:
+        return f" -- is the model {target.model!r} served there, and does base_url end in /v1?"
+    return ""
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _sent(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The body as it went over the wire (falls back to a copy of what we built)."""
+    try:
+        return json.loads(request.content)
+    except Exception:  # noqa: BLE001 - no request, streamed body, or not JSON: record what we built
+        return json.loads(json.dumps(body, default=str))
+
+
+def _cause(exc: BaseException) -> str:
+    """The root of a connection failure in words (httpx hides `ECONNREFUSED` a few causes down)."""
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in chain and len(chain) < 10:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    top = chain[1] if len(chain) > 1 else exc
+    return f"{type(top).__name__}: {top}" if str(top) else type(top).__name__
+
+
+def _clip(text: str | None, limit: int = 300) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- target checks ----------------------------------------------------------------------------
+
+
+async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, Any]]:
+    """`GET {base_url}/models` as a list of model entries (each with an `id`); raises `TargetError`."""
+    url = target.base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as http:
+            resp = await http.get(url, headers=headers)
+    except httpx.TimeoutException:
+        raise TargetError(f"The server at {target.base_url} did not answer GET /models within {timeout_s:g}s. "
+                          "It may still be loading the model or be overloaded; wait and try again, or raise the timeout.") from None
+    except httpx.HTTPError as exc:
+        raise TargetError(f"Cannot reach the server at {target.base_url}: {_cause(exc)}. "
+                          "Is it running, and are the host and port in base_url right? For llama.cpp start "
+                          "`llama-server -m model.gguf --jinja --port 8080` and use http://127.0.0.1:8080/v1.") from None
+    ctype = resp.headers.get("content-type", "")
+    if resp.status_code in (401, 403):
+        raise TargetError(f"The server at {target.base_url} refused GET /models with HTTP {resp.status_code}: "
+                          f"{_clip(error_message(_json_or_text(resp)))}. Set the target's api_key (it is sent as a Bearer token).")
+    if resp.status_code != 200:
+        raise TargetError(f"GET {url} returned HTTP {resp.status_code} ({ctype or 'no content type'}): {_clip(resp.text)!r}. "
+                          "This does not look like an OpenAI-compatible API; base_url usually ends in /v1 "
+                          "(e.g. http://127.0.0.1:8080/v1 for llama.cpp, http://127.0.0.1:11434/v1 for Ollama).")
+    data = _json_or_text(resp)
+    entries = data.get("data", data.get("models")) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise TargetError(f"GET {url} answered, but not like an OpenAI-compatible server: expected JSON "
+                          f'{{"data": [{{"id": ...}}]}}, got {ctype or "no content type"}: {_clip(resp.text)!r}. '
+                          "Check base_url; it usually ends in /v1.")
+    out = []
+    for entry in entries:
+        ident = entry.get("id") or entry.get("model") or entry.get("name")
+        if isinstance(ident, str):
+            out.append({**entry, "id": ident})
+    return out
+
+
+def _json_or_text(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text
+
+
+def _model_served(wanted: str, entries: list[dict[str, Any]], provider: str) -> bool:
+    ids = [e["id"] for e in entries]
+    candidates = {wanted, wanted.lower()}
+    if provider == "litellm" and "/" in wanted:
+        # litellm's `openai/<name>` names the route, the server knows `<name>`
+        tail = wanted.split("/", 1)[1]
+        candidates |= {tail, tail.lower()}
+    for ident in ids:
+        forms = {ident, ident.lower(), os.path.basename(ident), os.path.basename(ident).lower()}
+        # ollama lists `qwen2.5:7b` and `llama3:latest`; `llama3` means the latter
+        if ident.endswith(":latest"):
+            forms.add(ident[: -len(":latest")])
+        if forms & candidates:
+            return True
+    # a single-model llama-server answers whatever model name a request carries
+    return len(entries) == 1 and entries[0].get("owned_by") == "llamacpp"
+
+
+async def check_target(target: Target, *, timeout_s: float = 10) -> list[str]:
+    """Check that the target answers like an OpenAI-compatible server and serves its model.
+
+    Returns the model ids the server lists. Raises `TargetError` with a paragraph saying what is
+    wrong and where.
+    """
+    entries = await _fetch_models(target, timeout_s=timeout_s)
+    ids = [e["id"] for e in entries]
+    if not _model_served(target.model, entries, target.provider):
+        listed = ", ".join(repr(i) for i in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        raise TargetError(f"The server at {target.base_url} does not serve the model {target.model!r}; it lists "
+                          f"{listed or 'no models at all'}. Set the target's model to one of those ids "
+                          f"(for Ollama, `ollama pull {target.model}` first).")
+    return ids
