@@ -142,6 +142,10 @@ def _run_opts(f: Any) -> Any:
 @click.version_option(__version__, prog_name="harness")
 def main() -> None:
     """Eval harness for agentic tool calling: find the quant that picks the wrong tool at step 3."""
+    from harness.logs import configure_logging
+
+    # every command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
+    configure_logging()
 
 
 # -- run / compare -------------------------------------------------------------------------------
@@ -182,7 +186,7 @@ def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: 
 
         tags = [t.strip() for t in ollama_tags.split(",") if t.strip()]
         try:
-            for target, prov in resolve_ollama_targets(tags, host=ollama_host, pull=pull):
+            for target, prov in resolve_ollama_targets(tags, host=ollama_host, pull=pull, progress=Console(stderr=True).print):
                 targets.append(target)
                 provenance[target.name] = prov
         except OllamaError as exc:
@@ -233,6 +237,9 @@ def _execute(
     console = _console(json_out)
     scenarios = _load(paths, tags, ids)
     difficulty = _knobs(knobs)
+    if baseline and not Path(baseline).is_file():
+        # say so before an hour of runs, not after
+        raise HarnessError(f"--baseline {baseline}: no such file (expected a summary.json from an earlier run)")
     run_dir = Path(resume_dir or out_dir or Path("runs") / new_run_id())
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(run_dir / "log.jsonl", verbose=verbose)
@@ -295,7 +302,7 @@ async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenan
         prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
         client = make_client(target, timeout_s=timeout)
         try:
-            prov.preflight = await pf.preflight(target, client, sample)
+            prov.preflight = await pf.preflight(target, client, sample, provenance=prov)
         finally:
             await client.aclose()
         for warning in prov.preflight.get("warnings", []):
