@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import sys
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,10 @@ import click
 from rich.console import Console
 
 from harness import __version__
+from harness.gate import ExitCode
 from harness.records import Provenance, RunConfig, Sampling, Target
 
 __all__ = ["main", "ExitCode", "HarnessError"]
-
-
-class ExitCode(IntEnum):
-    """Exit codes a CI job can tell apart."""
-
-    OK = 0
-    REGRESSION = 1
-    """The gate failed: scenarios regressed against the baseline, or a comparison verdict found no safe build."""
-    BAD_INPUT = 2
-    """Scenario files, flags, results or baseline files that cannot be used."""
-    INFRA = 3
-    """The server is down or not OpenAI-compatible, or infrastructure errors left nothing to score."""
-    INTERRUPTED = 130
 
 
 class HarnessError(click.ClickException):
@@ -344,13 +331,18 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
 
         gate_result = gate(comparison, Path(baseline), max_drop=max_drop)
         code = ExitCode(int(gate_result.exit_code))
+    if gate_result is not None:
+        # the gate's answer belongs on the CI job page too
+        for path in {Path(written["summary.md"]), *([Path(markdown)] if markdown else [])}:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write("\n" + gate_result.to_markdown())
     if json_out:
         payload = json.loads(comparison.model_dump_json())
         if gate_result is not None:
             payload["gate"] = json.loads(gate_result.model_dump_json())
         click.echo(json.dumps(payload, indent=2))
     else:
-        report.print_terminal(comparison, console)
+        report.print_terminal(comparison, console, results=results)
         if gate_result is not None:
             colour = "green" if gate_result.passed else "red"
             console.print(f"[bold {colour}]gate:[/] {gate_result.message}")

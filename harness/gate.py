@@ -1,0 +1,288 @@
+"""The nightly regression gate: tonight's pass rates against a baseline `summary.json` (last night's).
+
+A target fails the gate when its pass rate, on the scenarios both nights ran, drops by more than
+`max_drop` points. Scenarios new tonight or gone since are listed, never counted. A night whose
+server was down (or mostly down) is an infrastructure failure, not a regression.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.compare import Comparison, GateRow, GateTable
+
+__all__ = ["DEFAULT_MAX_INFRA_SHARE", "ExitCode", "ScenarioChange", "TargetDrop", "GateResult", "BaselineError",
+           "load_baseline", "gate"]
+
+DEFAULT_MAX_INFRA_SHARE = 0.2
+"""Above this share of runs lost to infrastructure errors, a night's numbers are not trusted: INFRA."""
+
+
+class ExitCode(IntEnum):
+    """Exit codes a CI job can tell apart (every `harness` command uses these). 4 is reserved."""
+
+    OK = 0
+    REGRESSION = 1
+    """A target's pass rate dropped by more than the allowed points against the baseline."""
+    BAD_INPUT = 2
+    """The baseline (or the current results) cannot be read or compared: a missing file, bad JSON, no shared target."""
+    INFRA = 3
+    """The server was down or too many runs hit infrastructure errors: the numbers cannot be trusted."""
+    INTERRUPTED = 130
+    """Ctrl-C: finished runs are on disk; `--resume` continues."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class ScenarioChange(_Model):
+    """One scenario whose pass rate moved between the baseline and now."""
+
+    target: str
+    """The target (build) name, as both nights call it."""
+    scenario_id: str
+    before: float
+    """Baseline pass rate over its scored epochs (fraction)."""
+    after: float
+    """Current pass rate (fraction)."""
+
+    @property
+    def delta_pts(self) -> float:
+        return round(100.0 * (self.after - self.before), 9)
+
+
+class TargetDrop(_Model):
+    """One target's pass rate now against the baseline, on the scenarios both scored."""
+
+    target: str
+    shared_scenarios: int
+    """Scenarios with a scored pass rate in both the baseline and now: the only ones compared."""
+    before: float | None = None
+    """Baseline: mean pass rate over the shared scenarios (fraction); None with no shared scenario."""
+    after: float | None = None
+    """Now: mean pass rate over the same scenarios (fraction)."""
+    drop_pts: float | None = None
+    """before - after in percentage points (positive is worse)."""
+    regressed: bool = False
+    """`drop_pts` exceeds `max_drop`."""
+    scored: int = 0
+    """Runs scored now."""
+    infra_errors: int = 0
+    """Runs lost to infrastructure errors now."""
+    new_scenarios: list[str] = Field(default_factory=list)
+    """Scenarios scored now but not in the baseline (not compared)."""
+    missing_scenarios: list[str] = Field(default_factory=list)
+    """Scenarios in the baseline that were not scored now (not compared)."""
+
+
+class GateResult(_Model):
+    """The gate's answer: pass or not, the exit code, and the evidence."""
+
+    passed: bool
+    """True only for OK: every shared target within `max_drop` points, infrastructure healthy."""
+    exit_code: ExitCode
+    """What the process should exit with."""
+    message: str
+    """One paragraph a CI log shows: what failed and by how much, or why nothing could be compared."""
+    baseline_path: str
+    """The baseline file as given."""
+    max_drop: float
+    """Allowed drop in percentage points."""
+    overall_drop_pts: float | None = None
+    """The largest drop of any target (percentage points, positive is worse); None when nothing was compared."""
+    targets: list[TargetDrop] = Field(default_factory=list)
+    """One per target present in both the baseline and now."""
+    regressions: list[ScenarioChange] = Field(default_factory=list)
+    """Scenarios whose pass rate went down, the biggest drop first."""
+    improvements: list[ScenarioChange] = Field(default_factory=list)
+    """Scenarios whose pass rate went up."""
+    notes: list[str] = Field(default_factory=list)
+    """Things to know that do not fail the gate (scenario set changed, targets only on one side)."""
+
+
+    def to_markdown(self) -> str:
+        """The gate's answer as Markdown, to append to summary.md or `$GITHUB_STEP_SUMMARY`."""
+        from harness.report.markdown import md
+
+        icon = "✅" if self.passed else "❌" if self.exit_code is ExitCode.REGRESSION else "⚠️"
+        lines = [f"### {icon} Nightly gate: {self.exit_code.name} (max drop {self.max_drop:g} pts)", "", md(self.message, 2000), ""]
+        measured = [t for t in self.targets if t.drop_pts is not None]
+        if measured:
+            lines += ["| target | baseline | now | change | shared scenarios |", "|---|---|---|---|---|"]
+            lines += [f"| {md(t.target)} | {100 * t.before:.1f}% | {100 * t.after:.1f}% | {-t.drop_pts:+.1f} pts | "  # type: ignore[operator]
+                      f"{t.shared_scenarios} |" for t in measured]
+            lines.append("")
+        if self.regressions:
+            lines += ["| got worse | target | baseline | now |", "|---|---|---|---|"]
+            lines += [f"| {md(c.scenario_id)} | {md(c.target)} | {100 * c.before:.0f}% | {100 * c.after:.0f}% |"
+                      for c in self.regressions[:25]]
+            if len(self.regressions) > 25:
+                lines.append(f"\n… and {len(self.regressions) - 25} more.")
+            lines.append("")
+        lines += [f"- {md(n, 400)}" for n in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+class BaselineError(Exception):
+    """A baseline that cannot be used; the message says which file and why."""
+
+
+def load_baseline(path: str | Path) -> tuple[GateTable, str | None]:
+    """Read a baseline: a `summary.json` (the Comparison JSON `write_reports` writes) or a bare gate table.
+
+    Returns the per-target table and the baseline's scenario-set hash (None for a bare table).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"baseline {path} does not exist; pass last night's summary.json "
+                            "(written next to results.jsonl), or run once without --baseline to make one") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"baseline {path} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"baseline {path} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise BaselineError(f"baseline {path} is not a summary.json object")
+    try:
+        if "targets" in data and isinstance(data["targets"], list):
+            comparison = Comparison.model_validate(data)
+            return comparison.for_gate(), comparison.disclosure.scenario_set_hash
+        return GateTable.model_validate(data), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(k) for k in first["loc"]) or "(top level)"
+        raise BaselineError(f"baseline {path} is not a summary.json this harness wrote: {where}: {first['msg']}") from None
+
+
+def _compare_target(name: str, now: GateRow, before: GateRow, max_drop: float,
+                    infra_now: int) -> tuple[TargetDrop, list[ScenarioChange], list[ScenarioChange]]:
+    scored_now = {s: r for s, r in now.scenarios.items() if r is not None}
+    scored_before = {s: r for s, r in before.scenarios.items() if r is not None}
+    shared = sorted(set(scored_now) & set(scored_before))
+    drop = TargetDrop(
+        target=name, shared_scenarios=len(shared), scored=now.scored, infra_errors=infra_now,
+        new_scenarios=sorted(set(scored_now) - set(scored_before)),
+        missing_scenarios=sorted(set(before.scenarios) - set(scored_now)),
+    )
+    worse: list[ScenarioChange] = []
+    better: list[ScenarioChange] = []
+    if shared:
+        # the mean of per-scenario rates: with equal epochs per scenario this is the plain pass rate
+        drop.before = sum(scored_before[s] for s in shared) / len(shared)
+        drop.after = sum(scored_now[s] for s in shared) / len(shared)
+        drop.drop_pts = round(100.0 * (drop.before - drop.after), 9)
+        drop.regressed = drop.drop_pts > max_drop
+        for s in shared:
+            change = ScenarioChange(target=name, scenario_id=s, before=scored_before[s], after=scored_now[s])
+            if change.after < change.before:
+                worse.append(change)
+            elif change.after > change.before:
+                better.append(change)
+    return drop, worse, better
+
+
+def gate(
+    current: Comparison | GateTable,
+    baseline_summary_path: str | Path,
+    max_drop: float = 2.0,
+    *,
+    max_infra_share: float = DEFAULT_MAX_INFRA_SHARE,
+) -> GateResult:
+    """Gate tonight's results against a baseline summary.json: OK, REGRESSION, BAD_INPUT or INFRA, with the evidence.
+
+    `max_drop` is in percentage points. Only targets present on both sides and scenarios scored on both
+    sides are compared. `max_infra_share` (a fraction) is the share of runs lost to infrastructure errors
+    above which the night is INFRA (only a `Comparison` carries the counts).
+    """
+    base = GateResult(passed=False, exit_code=ExitCode.BAD_INPUT, message="", baseline_path=str(baseline_summary_path),
+                      max_drop=max_drop)
+    if max_drop < 0:
+        base.message = f"--max-drop must be 0 or more points, got {max_drop:g}"
+        return base
+    try:
+        baseline, baseline_hash = load_baseline(baseline_summary_path)
+    except BaselineError as exc:
+        base.message = str(exc)
+        return base
+
+    if isinstance(current, Comparison):
+        table = current.for_gate()
+        runs = {t.name: (t.runs, t.infra_errors) for t in current.targets}
+        current_hash = current.disclosure.scenario_set_hash
+    else:
+        table, runs, current_hash = current, {}, None
+
+    notes: list[str] = []
+    if baseline_hash and current_hash and baseline_hash != current_hash:
+        notes.append(f"the scenario set changed since the baseline ({baseline_hash} -> {current_hash}); "
+                     "only scenarios scored on both sides are compared")
+    only_now = [n for n in table.targets if n not in baseline.targets]
+    only_before = [n for n in baseline.targets if n not in table.targets]
+    if only_now:
+        notes.append(f"not in the baseline, so not gated: {', '.join(only_now)}")
+    if only_before:
+        notes.append(f"in the baseline but not run now: {', '.join(only_before)}")
+    shared = [n for n in table.targets if n in baseline.targets]
+    base.notes = notes
+    if not shared:
+        base.message = (f"no target in common with the baseline {baseline_summary_path} "
+                        f"(baseline: {', '.join(baseline.targets) or 'none'}; now: {', '.join(table.targets) or 'none'}); "
+                        "name targets the same way every night (--name)")
+        return base
+
+    # infrastructure first: numbers from a night the server was down say nothing about the model
+    infra_lines = []
+    for name in shared:
+        n_runs, n_infra = runs.get(name, (0, 0))
+        if n_runs and (n_infra == n_runs or n_infra / n_runs > max_infra_share):
+            infra_lines.append(f"{name}: {n_infra} of {n_runs} runs hit infrastructure errors")
+        elif table.targets[name].scored == 0 and not runs:
+            infra_lines.append(f"{name}: no scored runs")
+    drops, worse, better = [], [], []
+    for name in shared:
+        d, w, b = _compare_target(name, table.targets[name], baseline.targets[name], max_drop, runs.get(name, (0, 0))[1])
+        drops.append(d)
+        worse += w
+        better += b
+    worse.sort(key=lambda c: (c.after - c.before, c.target, c.scenario_id))
+    better.sort(key=lambda c: (c.before - c.after, c.target, c.scenario_id))
+    measured = [d.drop_pts for d in drops if d.drop_pts is not None]
+    result = base.model_copy(update={
+        "targets": drops, "regressions": worse, "improvements": better,
+        "overall_drop_pts": max(measured) if measured else None,
+    })
+    if infra_lines:
+        result.exit_code = ExitCode.INFRA
+        result.message = ("too many infrastructure errors to gate (limit "
+                          f"{max_infra_share:.0%} of runs): " + "; ".join(infra_lines))
+        return result
+    if not measured:
+        result.message = (f"nothing to compare: no scenario was scored both now and in the baseline {baseline_summary_path}")
+        return result
+
+    regressed = [d for d in drops if d.regressed]
+
+    def line(d: TargetDrop) -> str:
+        return (f"{d.target} {100 * d.after:.1f}% vs {100 * d.before:.1f}% ({-d.drop_pts:+.1f} pts, "  # type: ignore[operator]
+                f"{d.shared_scenarios} shared scenarios)")
+
+    if regressed:
+        names = ", ".join(f"{c.scenario_id} ({c.target}: {100 * c.before:.0f}% -> {100 * c.after:.0f}%)" for c in worse[:10])
+        more = f" and {len(worse) - 10} more" if len(worse) > 10 else ""
+        result.exit_code = ExitCode.REGRESSION
+        result.message = (f"regression beyond {max_drop:g} pts: " + "; ".join(line(d) for d in regressed)
+                          + (f". Scenarios that got worse: {names}{more}" if worse else ""))
+        return result
+    result.passed = True
+    result.exit_code = ExitCode.OK
+    result.message = (f"no drop beyond {max_drop:g} pts: " + "; ".join(line(d) for d in drops if d.drop_pts is not None)
+                      + (f" ({len(worse)} scenario(s) worse, {len(better)} better)" if worse or better else ""))
+    return result

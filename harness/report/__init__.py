@@ -1,0 +1,49 @@
+"""Reports built from results alone: one HTML file, a Markdown summary, JUnit XML, the JSON, the terminal.
+
+    write_reports(results, comparison, out_dir)  ->  report.html, summary.md, junit.xml, summary.json
+
+Every format says the same thing with the same words (the outcome names of `harness.outcomes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+
+from harness.compare import Comparison
+from harness.records import Results
+from harness.report.html import render_html
+from harness.report.junit import render_junit
+from harness.report.markdown import render_markdown
+from harness.report.terminal import print_terminal
+
+__all__ = ["REPORT_FILES", "render_html", "render_junit", "render_markdown", "print_terminal", "write_reports"]
+
+log = structlog.get_logger("harness.report")
+
+REPORT_FILES = ("report.html", "summary.md", "junit.xml", "summary.json")
+"""The files `write_reports` writes, by name."""
+
+
+def write_reports(results: Results, comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
+    """Write every report into `out_dir`; returns file name -> path (`report.html`, `summary.md`, `junit.xml`, `summary.json`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "report.html": render_html(comparison, results),
+        "summary.md": render_markdown(comparison),
+        "junit.xml": render_junit(results),
+        "summary.json": comparison.model_dump_json(indent=2) + "\n",
+    }
+    written: dict[str, Path] = {}
+    for name, text in texts.items():
+        path = out / name
+        # written beside and renamed, so a reader (or a CI upload) never sees half a file
+        tmp = path.with_name(f".{name}.tmp")
+        # "replace": a lone surrogate the renderers missed becomes "?" rather than losing the whole report
+        tmp.write_text(text, encoding="utf-8", errors="replace")
+        tmp.replace(path)
+        written[name] = path
+    log.info("report.written", out_dir=str(out), files=list(written))
+    return written

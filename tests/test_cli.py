@@ -1,0 +1,153 @@
+"""The `harness` command end to end: real process, real HTTP (fake server), real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakeserver import FakeServer, free_port, text_reply, tool_call_reply
+
+SCENARIO = """\
+id: {id}
+description: weather lookup
+strata: [tool_selection, argument_validity]
+tags: [cli]
+tools: [get_weather, get_forecast]
+world:
+  weather:
+    Paris: {{temp_c: 18, conditions: cloudy}}
+turns:
+  - user: What's the weather in Paris right now?
+    expect:
+      - call: get_weather
+        args: {{city: Paris}}
+      - answer: {{contains: "18"}}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"s{i}.yaml").write_text(SCENARIO.format(id=f"weather-{i}"))
+    return folder
+
+
+def model(wrong_on: set[str] = frozenset()):
+    """A scripted model: right tool, then an answer; the wrong tool on the scenarios named."""
+
+    def respond(request: dict) -> object:
+        messages = request["messages"]
+        if messages[-1]["role"] == "tool":
+            return text_reply("It is 18 degrees and cloudy.")
+        n = sum(1 for m in messages if m["role"] == "user")
+        wrong = any(s in json.dumps(messages) for s in wrong_on) or n in wrong_on
+        return tool_call_reply("get_forecast" if wrong else "get_weather", {"city": "Paris"})
+
+    return respond
+
+
+def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_validate_ok_and_broken_files(tmp_path, suite):
+    ok = harness("validate", str(suite), cwd=tmp_path)
+    assert ok.returncode == 0 and "3 scenarios OK" in ok.stdout
+    (suite / "bad.yaml").write_text(SCENARIO.format(id="bad").replace("call: get_weather", "call: get_wether"))
+    bad = harness("validate", str(suite), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "bad.yaml" in bad.stderr and "get_wether" in bad.stderr and "does not offer" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_run_writes_results_and_reports_and_passes(tmp_path, suite):
+    with FakeServer(models=["m"]) as server:
+        server.responder = model()
+        out = tmp_path / "run"
+        proc = harness("run", str(suite), "--base-url", server.base_url, "--model", "m", "--out", str(out),
+                       "--no-preflight", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["targets"][0]["overall"]["passed"] == 3
+    for name in ("results.jsonl", "report.html", "summary.md", "junit.xml", "summary.json", "log.jsonl"):
+        assert (out / name).stat().st_size > 0, name
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "header" and len(lines) == 4
+    # every request carried the sampling parameters explicitly
+    assert all(r["temperature"] == 0.0 and r["top_p"] == 1.0 and r["seed"] == 0 for r in server.chat_requests)
+
+
+def test_unreachable_server_is_an_infra_exit_with_one_paragraph(tmp_path, suite):
+    proc = harness("run", str(suite), "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "m",
+                   "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_model_is_named(tmp_path, suite):
+    with FakeServer(models=["qwen-a", "qwen-b"]) as server:
+        proc = harness("run", str(suite), "--base-url", server.base_url, "--model", "llama-x",
+                       "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "llama-x" in proc.stderr and "qwen-a" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_flags_are_bad_input(tmp_path, suite):
+    proc = harness("compare", str(suite), "--target", "nonsense", "--target", "b=http://x/v1@m", cwd=tmp_path)
+    assert proc.returncode == 2 and "NAME=BASE_URL@MODEL" in proc.stderr
+    proc = harness("run", str(suite), "--base-url", "http://x/v1", "--model", "m", "--knob", "colour=3", cwd=tmp_path)
+    assert proc.returncode == 2 and "distractor_tools" in proc.stderr
+
+
+def test_compare_finds_the_flip_and_gates_on_a_baseline(tmp_path, suite):
+    with FakeServer(models=["ref"]) as ref, FakeServer(models=["q2"]) as q2:
+        ref.responder = model()
+        q2.responder = model(wrong_on={"weather-1"})
+        # the scripted model learns the scenario from nothing but the conversation: make s1 distinguishable
+        (suite / "s1.yaml").write_text(SCENARIO.format(id="weather-1").replace("right now?", "right now? (weather-1)"))
+        out = tmp_path / "cmp"
+        proc = harness("compare", str(suite), "--target", f"ref={ref.base_url}@ref", "--target", f"q2={q2.base_url}@q2",
+                       "--reference", "ref", "--out", str(out), "--no-preflight", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    comparison = json.loads(proc.stdout)
+    [versus] = [t["vs_reference"] for t in comparison["targets"] if t["name"] == "q2"]
+    assert [f["scenario_id"] for f in versus["flips"]] == ["weather-1"]
+    assert versus["flips"][0]["direction"] == "regression"
+    # rebuilding from the results file alone gives the same flips
+    rebuilt = harness("report", str(out / "results.jsonl"), "--json", "--out", str(tmp_path / "rebuilt"), cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["targets"] == comparison["targets"]
+
+
+def test_nightly_gate_exit_codes(tmp_path, suite):
+    (suite / "s1.yaml").write_text(SCENARIO.format(id="weather-1").replace("right now?", "right now? (weather-1)"))
+
+    def night(name: str, wrong_on: set[str], *extra: str) -> subprocess.CompletedProcess:
+        with FakeServer(models=["q4"]) as server:
+            server.responder = model(wrong_on=wrong_on)
+            return harness("run", str(suite), "--base-url", server.base_url, "--model", "q4", "--no-preflight",
+                           "--out", str(tmp_path / name), *extra, cwd=tmp_path)
+
+    first = night("night1", set())
+    assert first.returncode == 0, first.stderr
+    baseline = str(tmp_path / "night1" / "summary.json")
+    same = night("night2", set(), "--baseline", baseline, "--max-drop", "2")
+    assert same.returncode == 0, same.stderr + same.stdout
+    worse = night("night3", {"weather-1"}, "--baseline", baseline, "--max-drop", "2",
+                  "--junit", str(tmp_path / "junit.xml"), "--markdown", str(tmp_path / "summary.md"))
+    assert worse.returncode == 1, worse.stderr + worse.stdout
+    assert "weather-1" in worse.stdout + worse.stderr
+    junit = (tmp_path / "junit.xml").read_text()
+    assert "wrong_tool" in junit and "weather-1" in junit
+    assert "weather-1" in (tmp_path / "summary.md").read_text()
+    missing = night("night4", set(), "--baseline", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "nope.json" in missing.stderr + missing.stdout
