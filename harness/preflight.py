@@ -255,52 +255,11 @@ async def preflight(
 
 # -- confounds ----------------------------------------------------------------------------------
 
-def _shown(value: Any) -> str | None:
-    if value is None or value == "" or value == "unknown":
-        return None
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-_FIELDS: list[tuple[str, Any]] = [
-    ("server kind", lambda p: p.server),
-    ("server version", lambda p: p.server_version),
-    ("chat template", lambda p: p.chat_template),
-    ("context length", lambda p: p.context_length),
-    ("model family", lambda p: p.family),
-    ("parameter count", lambda p: p.parameter_size),
-    ("imatrix calibration data", lambda p: p.imatrix),
-    ("source the quant was made from", lambda p: p.extra.get("requantized_from")),
-    ("KV cache dtype", lambda p: p.extra.get("kv_cache_dtype")),
-    ("tools in the prompt", lambda p: p.preflight.get("tools_in_prompt")),
-    # not the tool-call format: on one server and template, a build that leaks its calls is the quant's doing
-    # tool_choice handling is not compared: runs send "auto", which every server honours
-]
-
-
 def confounds(provenances: dict[str, Provenance]) -> list[str]:
     """What differs between targets besides the quantization, each as one loud line.
 
     Only known values are compared (an unknown is not a difference); identical builds are named too.
     """
-    if len(provenances) < 2:
-        return []
-    lines: list[str] = []
-    for label, get in _FIELDS:
-        values = {name: _shown(get(p)) for name, p in provenances.items()}
-        if len({v for v in values.values() if v is not None}) > 1:
-            listed = ", ".join(f"{n}={v}" for n, v in values.items() if v is not None)
-            lines.append(f"{label} differs ({listed}): a gap between these targets may come from this, not from the quantization")
-    spilled = [n for n, p in provenances.items() if p.memory_bytes and p.vram_bytes is not None and p.vram_bytes < p.memory_bytes]
-    placed = [n for n, p in provenances.items() if p.memory_bytes and p.vram_bytes is not None]
-    if spilled and len(spilled) < len(placed):
-        lines.append(f"{', '.join(spilled)} partly run on the CPU and the others do not: latencies are not comparable")
-    by_digest: dict[str, list[str]] = {}
-    for name, p in provenances.items():
-        if p.digest:
-            by_digest.setdefault(p.digest, []).append(name)
-    for digest, names in by_digest.items():
-        if len(names) > 1:
-            lines.append(f"{' and '.join(names)} are the same build (digest {digest[:12]}): any gap between them is noise")
-    return lines
+    from harness.compare import provenance_confounds
+
+    return [c.message for c in provenance_confounds(provenances)[0]]
