@@ -66,29 +66,12 @@ def _parse_target(spec: str) -> Target:
 
 
 def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
-    if not values:
-        return {}
-    from harness.scenario import Difficulty
+    from harness.knobs import KnobError, parse_knobs
 
-    out: dict[str, Any] = {}
-    fields = Difficulty.model_fields
-    for item in values:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise HarnessError(f"--knob {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
-        if fields[key].annotation is bool:
-            if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                raise HarnessError(f"--knob {item!r}: {key} takes true or false")
-            out[key] = raw.lower() in {"true", "1", "yes"}
-        else:
-            try:
-                out[key] = int(raw)
-            except ValueError:
-                raise HarnessError(f"--knob {item!r}: {key} takes a whole number") from None
-            if out[key] < 0:
-                raise HarnessError(f"--knob {item!r}: {key} must not be negative")
-    return out
+    try:
+        return parse_knobs(values)
+    except KnobError as exc:
+        raise HarnessError(f"--knob: {exc}") from None
 
 
 def _console(json_out: bool) -> Console:

@@ -18,9 +18,10 @@ from typing import Any
 import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from harness.knobs import merge_difficulty
 from harness.loop import ChatClientLike, run_scenario
 from harness.records import Provenance, Results, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results
-from harness.scenario import Difficulty, Scenario
+from harness.scenario import Scenario
 from harness.scoring import score_scenario
 
 __all__ = ["scenario_set_hash", "new_run_id", "make_progress", "run_suite"]
@@ -53,12 +54,6 @@ def make_progress(console: Any = None, *, disable: bool = False) -> Progress:
         disable=disable,
         transient=False,
     )
-
-
-def _difficulty(scenario: Scenario, overrides: dict[str, Any] | None) -> Difficulty:
-    if not overrides:
-        return scenario.difficulty
-    return Difficulty.model_validate({**scenario.difficulty.model_dump(), **overrides})
 
 
 def _done_keys(path: Path) -> set[tuple[str, str, int, str]]:
@@ -116,7 +111,7 @@ async def run_suite(
                 nonlocal failures
                 async with semaphore:
                     trajectory = await run_scenario(
-                        sc, client, target=target.name, sampling=sampling, epoch=epoch, difficulty=_difficulty(sc, overrides)
+                        sc, client, target=target.name, sampling=sampling, epoch=epoch, difficulty=merge_difficulty(sc.difficulty, overrides)
                     )
                     score = score_scenario(sc, trajectory)
                     writer.record(

@@ -2,5 +2,6 @@
 
 from tools.base import MockTool, ToolError, World, mock_tool, registry, run_tool
 from tools import weather, email  # noqa: F401  (registration happens on import)
+from tools import calendar, files, orders, travel, units  # noqa: F401
 
 __all__ = ["MockTool", "ToolError", "World", "mock_tool", "registry", "run_tool"]

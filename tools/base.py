@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
-from pydantic import ConfigDict, create_model
+from pydantic import ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 __all__ = ["ToolError", "World", "MockTool", "mock_tool", "registry", "run_tool"]
@@ -75,7 +75,8 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 def _simplify(schema: Any) -> Any:
     """Make pydantic's JSON Schema read like a hand-written tool schema: no titles, no `null` branch for optionals."""
     if isinstance(schema, dict):
-        out = {k: _simplify(v) for k, v in schema.items() if k != "title"}
+        # "title" is dropped only as an annotation (a string); a *property* named title is kept
+        out = {k: _simplify(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
         branches = out.get("anyOf")
         if isinstance(branches, list):
             non_null = [b for b in branches if b != {"type": "null"}]
@@ -215,5 +216,12 @@ def run_tool(tool: MockTool, world: World, arguments: dict[str, Any]) -> Any:
     """Call a tool with arguments already checked against its schema; returns a JSON-able result.
 
     Raises `ToolError` for errors the model should see. Anything else is a bug in the mock tool.
+    Arguments are validated into their annotated types first, so a parameter typed as a pydantic
+    model arrives as that model, not as a dict.
     """
-    return tool(world, **arguments)
+    try:
+        validated = tool.arguments_model.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(arguments)'}: {e['msg']}" for e in exc.errors())
+        raise ToolError(f"invalid arguments for {tool.name}: {problems}") from None
+    return tool(world, **{name: getattr(validated, name) for name in validated.model_fields_set | set(arguments)})
