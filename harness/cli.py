@@ -348,8 +348,10 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
 @click.option("--tolerance", default=5.0, show_default=True, type=float)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports.")
 @click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True, help="Probe each rung's server first (tools in prompt, tool_choice).")
 @click.option("-v", "--verbose", is_flag=True)
-def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None, json_out: bool, verbose: bool) -> None:
+def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None, json_out: bool,
+         preflight: bool, verbose: bool) -> None:
     """The embedded default: build the local llama.cpp ladder of gemma-3-270m and audit it. No set-up."""
     from harness import llamacpp
     from harness.logs import configure_logging
@@ -383,6 +385,8 @@ def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_
                 with llamacpp.LlamaServer(ladder[rung], binaries=binaries, alias=f"gemma-3-270m-{rung.lower()}") as server:
                     target = Target(name=rung, base_url=server.base_url, model=server.model)
                     prov = llamacpp.llama_provenance(server.url, ladder[rung], binaries)
+                    if preflight:
+                        asyncio.run(_check_and_probe([target], {rung: prov}, scenarios, config, False, 300.0, console))
                     results = asyncio.run(
                         run_suite(scenarios, [target], out=run_dir / "results.jsonl", config=config,
                                   provenance={rung: prov}, progress=progress)
