@@ -25,7 +25,10 @@ log = structlog.get_logger("harness.preflight")
 
 CallMode = Literal["structured", "leaked_text", "no_call", "server_parse_error", "error"]
 
-_SAMPLING = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=256)
+# a probe call fits in 64 tokens; the prompt-size probes need none at all (a tiny base model on a busy
+# CPU can spend minutes generating 256 tokens of nothing)
+_SAMPLING = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=64)
+_COUNT_SAMPLING = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=8)
 # below this many extra prompt tokens the tools did not reach the model (a nonce differs by a token or two)
 _DROPPED_MIN_TOKENS = 8
 _DROPPED_FRACTION = 0.1
@@ -131,9 +134,9 @@ def _call_mode(reply: Reply) -> CallMode:
 
 
 async def _ask(client: ChatClientLike, found: Preflight, probe: str, messages: list[dict[str, Any]],
-               tools: list[dict[str, Any]], tool_choice: str | None) -> Reply | None:
+               tools: list[dict[str, Any]], tool_choice: str | None, sampling: Sampling = _SAMPLING) -> Reply | None:
     try:
-        reply = await client.chat(messages, tools, _SAMPLING, tool_choice=tool_choice)
+        reply = await client.chat(messages, tools, sampling, tool_choice=tool_choice)
     except Exception as exc:  # noqa: BLE001 - a probe that cannot run must not stop the comparison
         found.probes.append(ProbeReply(probe=probe, tool_choice=tool_choice, outcome="error", error=f"{type(exc).__name__}: {exc}"))
         found.warnings.append(f"preflight probe {probe} failed: {type(exc).__name__}: {exc}")
@@ -154,8 +157,8 @@ async def _tools_in_prompt(client: ChatClientLike, found: Preflight, tools: list
     user = {"role": "user", "content": "Reply with the single word: ready."}
     found.expected_tool_tokens = len(json.dumps(tools)) // 4
     # without tools first: a prefix cache can then only shrink the count of the request with tools
-    bare = await _ask(client, found, "no_tools", [_system("A"), user], [], None)
-    full = await _ask(client, found, "with_tools", [_system("B"), user], tools, "auto")
+    bare = await _ask(client, found, "no_tools", [_system("A"), user], [], None, _COUNT_SAMPLING)
+    full = await _ask(client, found, "with_tools", [_system("B"), user], tools, "auto", _COUNT_SAMPLING)
     if full is not None and full.outcome is not Outcome.OK and full.error and not full.tool_calls and full.content is None:
         found.warnings.append(f"the server refused a request that offers tools: {full.error}")
     without = bare.usage.prompt_tokens if bare is not None else None
