@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install prepare browser clean
+.PHONY: demo test install toolchain prepare browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# cmake and a C++ compiler, needed only when llama-server is neither on PATH nor built in the cache yet
+toolchain:
+	@if ! command -v cmake >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing cmake and g++ (Debian packages) to build llama.cpp"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null; \
+	  else echo "cmake or c++ missing and not root: building llama.cpp will fail unless llama-server is on PATH"; fi; \
+	fi
+
 # llama-server + llama-quantize (PATH, cache, or built once) and the quantized model ladder
-prepare: install
+prepare: install toolchain
 	$(BIN)/python -m harness.llamacpp prepare
 
 # Debian's chromium for the headless-browser report test (root only; elsewhere that test skips unless CI=true)

@@ -63,7 +63,7 @@ SOURCE_QUANT = "Q4_K_M"
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M", "Q3_K_M", "Q2_K")
 MODEL_STEM = "gemma-3-270m"
 
-_PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+_PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 class LlamaError(Exception):
