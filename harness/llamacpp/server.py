@@ -244,35 +244,8 @@ class LlamaServer:
         raise self._startup_failed("could not bind a port")  # pragma: no cover
 
     async def astart(self) -> "LlamaServer":
-        """`start` for async code: the health wait does not block the event loop."""
-        if self.running:
-            return self
-        fixed_port = self.port is not None
-        started = time.perf_counter()
-        for attempt in range(3):
-            if not fixed_port:
-                self.port = _free_port(self.host)
-            self._spawn()
-            deadline = time.monotonic() + self.startup_timeout
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                while True:
-                    code = self._proc.poll() if self._proc else None
-                    if code is not None:
-                        if not fixed_port and attempt < 2 and self._bind_failed():
-                            self.stop()
-                            break
-                        raise self._startup_failed(f"exited with code {code} while starting")
-                    if time.monotonic() > deadline:
-                        raise self._startup_failed(f"was not healthy after {self.startup_timeout:.0f}s")
-                    try:
-                        if (await client.get(self.url + "/health")).status_code == 200:
-                            self.start_seconds = time.perf_counter() - started
-                            log.info("llamacpp.server.ready", model=self.model, port=self.port, seconds=round(self.start_seconds, 2))
-                            return self
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-        raise self._startup_failed("could not bind a port")  # pragma: no cover
+        """`start` for async code: the health wait runs in a worker thread, so the event loop is not blocked."""
+        return await asyncio.to_thread(self.start)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server's process group: SIGTERM, then SIGKILL after `timeout`; reap it. Idempotent."""
