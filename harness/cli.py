@@ -83,7 +83,9 @@ def _run_opts(f: Any) -> Any:
     opts = [
         click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (repeatable)."),
         click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable)."),
-        click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 100), help="Repeat every scenario this many times."),
+        click.option("--epochs", default=None, type=click.IntRange(1, 100),
+                     help="Repeat every scenario this many times (default: 1 for run, 2 for compare, so each build's "
+                          "flaky scenarios show; at temperature 0 epochs add no evidence, only a stability check)."),
         click.option("--temperature", default=0.0, show_default=True, type=float),
         click.option("--top-p", default=1.0, show_default=True, type=float),
         click.option("--seed", default=0, show_default=True, type=int),
@@ -132,6 +134,7 @@ def main() -> None:
 def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
     target = Target(name=name or model, base_url=base_url, model=model, provider=provider, api_key=api_key)  # type: ignore[arg-type]
+    opts["epochs"] = opts["epochs"] or 1
     _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
 
 
@@ -142,8 +145,10 @@ def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, pro
 @click.option("--ollama-host", default="http://localhost:11434", show_default=True, envvar="OLLAMA_HOST")
 @click.option("--pull", is_flag=True, help="Pull missing Ollama tags first.")
 @click.option("--reference", help="Name of the reference target (default: the first).")
-@click.option("--tolerance", default=5.0, show_default=True, type=float, help="Allowed drop in pass-rate points versus the reference.")
-@click.option("--critical", multiple=True, help="Stratum that must stay within tolerance (repeatable; default: all).")
+@click.option("--tolerance", default=5.0, show_default=True, type=click.FloatRange(0, 100),
+              help="Allowed drop in pass-rate points versus the reference.")
+@click.option("--critical", multiple=True, help="Stratum that must stay within tolerance (repeatable; default: every "
+              "stratum with enough scenarios to decide it; the rest are reported only).")
 @_run_opts
 def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: str | None, ollama_host: str, pull: bool,
             reference: str | None, tolerance: float, critical: tuple[str, ...], **opts: Any) -> None:
@@ -168,6 +173,7 @@ def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: 
     reference = reference or targets[0].name
     if reference not in names:
         raise HarnessError(f"--reference {reference!r} is not one of the targets {names}")
+    opts["epochs"] = opts["epochs"] or 2
     _execute(paths, targets, reference=reference, tolerance=tolerance, critical=critical, provenance=provenance, **opts)
 
 
@@ -298,7 +304,7 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
 
     targets = results.targets()
     if reference and len(targets) > 1:
-        comparison = compare_runs(results, reference=reference, tolerance=tolerance or 5.0, critical_strata=critical or None)
+        comparison = compare_runs(results, reference=reference, tolerance=tolerance, critical_strata=critical or None)
     else:
         comparison = summarize_run(results)
     written = report.write_reports(results, comparison, run_dir)
@@ -478,7 +484,7 @@ def report(results_paths: tuple[str, ...], reference: str | None, tolerance: flo
     run_dir = Path(out_dir) if out_dir else (first if first.is_dir() else first.parent)
     run_dir.mkdir(parents=True, exist_ok=True)
     console = _console(json_out)
-    code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance or cfg.tolerance or 5.0,
+    code = _finish(results, run_dir, console, reference=reference, tolerance=next((t for t in (tolerance, cfg.tolerance) if t is not None), None),
                    critical=list(critical) or cfg.critical_strata, baseline=baseline, max_drop=max_drop,
                    junit=None, html=None, markdown=None, json_out=json_out)
     sys.exit(code)

@@ -57,7 +57,7 @@ def ci_text(rate: Rate) -> str:
 
 
 def delta_ci_text(stats: PairedStats | None) -> str:
-    """The bootstrap interval of a paired difference: `[-20.0, -3.3]`."""
+    """Tango's interval of a paired difference (the one the verdict uses): `[-20.0, -3.3]`."""
     if stats is None or stats.ci_low_pts is None or stats.ci_high_pts is None:
         return "–"
     return f"[{stats.ci_low_pts:+.1f}, {stats.ci_high_pts:+.1f}]"
@@ -121,26 +121,49 @@ def headline(comparison: Comparison) -> str:
     v = comparison.verdict
     if v is not None:
         if v.chosen:
-            return f"{v.chosen} is the smallest build within {v.tolerance:g} pts of {v.reference}"
-        return f"no build stays within {v.tolerance:g} pts of {v.reference}; keep {v.reference}"
+            return f"{v.chosen} is the smallest safe build within {v.tolerance:g} pts of {v.reference}"
+        if v.smallest_within:
+            return (f"{v.smallest_within} is within {v.tolerance:g} pts of {v.reference}, "
+                    "but the smallest safe build is not settled")
+        if v.decision_grade:
+            return f"every build drops beyond {v.tolerance:g} pts of {v.reference}; keep {v.reference}"
+        return f"undecided: no build is shown within {v.tolerance:g} pts of {v.reference}"
     if not comparison.targets:
         return "no scored runs in these results"
     parts = [f"{t.name}: {rate_text(t.overall)} passed" for t in comparison.targets]
     return "; ".join(parts)
 
 
-def grade_note(comparison: Comparison) -> str:
-    """Whether the verdict is decision-grade, and the evidence: the line under the headline."""
+def headline_mark(comparison: Comparison) -> str:
+    """The mark in front of the headline: ✔ only for a settled safe build, ✘ for settled failure, ? otherwise."""
     v = comparison.verdict
     if v is None:
         return ""
-    chosen = next((b for b in v.builds if b.target == v.chosen), None)
-    if chosen is not None:
-        note = chosen.decision_note
-    else:
-        note = "" if v.decision_grade else "some drops could be within tolerance; more scenarios or epochs are needed to decide"
-    grade = "Decision-grade" if v.decision_grade else "Not decision-grade"
-    return f"{grade}: {note}" if note else grade
+    if v.chosen:
+        return "✔"
+    return "✘" if v.decision_grade else "?"
+
+
+def flips_text(vs: Any) -> str:
+    """Stable regressions / improvements, and how many more differ only on flaky scenarios: `2 / 0 (+1 flaky)`."""
+    stable = [f for f in vs.flips if not f.flaky]
+    text = f"{sum(f.direction == 'regression' for f in stable)} / {sum(f.direction == 'improvement' for f in stable)}"
+    extra = len(vs.flips) - len(stable)
+    return text + (f" (+{extra} flaky)" if extra else "")
+
+
+def claim_text(claim: str) -> str:
+    """`within` -> `✔ within tolerance`, and so on: the words every report uses for a claim."""
+    return {"within": "✔ within tolerance", "beyond": "✘ beyond tolerance", "undecided": "? undecided"}[claim]
+
+
+def grade_note(comparison: Comparison) -> str:
+    """Whether the verdict is settled, and the evidence: the line under the headline."""
+    v = comparison.verdict
+    if v is None:
+        return ""
+    grade = "Decided" if v.decision_grade else "Not decided"
+    return f"{grade}: {v.summary}"
 
 
 def ordered_targets(comparison: Comparison) -> list[TargetSummary]:
@@ -213,7 +236,7 @@ def runs_index(results: Results) -> dict[tuple[str, str], list[RunRecord]]:
 
 
 def find_record(runs: list[RunRecord], epoch: int | None, passed: bool | None) -> RunRecord | None:
-    """The run a flip refers to; with no epoch (majority pairing), the first scored epoch with the majority result."""
+    """The run a flip refers to: its epoch when both sides' shown runs share one, else the first scored run with `passed`."""
     if epoch is not None:
         return next((r for r in runs if r.epoch == epoch), None)
     scored = [r for r in runs if not r.score.infra_error]

@@ -19,7 +19,7 @@ from harness.outcomes import Outcome
 from harness.records import Results, RunRecord
 from harness.report import plots
 from harness.report._format import (
-    as_json, ci_text, clean, clip, delta_ci_text, find_record, headline, is_comparison, ms,
+    as_json, ci_text, claim_text, clean, clip, delta_ci_text, find_record, headline, headline_mark, is_comparison, ms,
     number, one_line, ordered_targets, p_value, pct, pts, rate_text, runs_index, seconds, size, style_of,
 )
 from harness.report.styles import CSS
@@ -98,25 +98,34 @@ def _verdict(comparison: Comparison) -> Markup:
                  h("p", f"single-target run: no reference, so no verdict; {total} infrastructure error(s) excluded from accuracy",
                    class_="muted"),
                  id="verdict", class_="verdict info")
-    state = "pass" if verdict.chosen else "fail"
-    grade = h("span", "decision-grade" if verdict.decision_grade else "not decision-grade",
+    state = "pass" if verdict.chosen else "fail" if verdict.decision_grade else "open"
+    grade = h("span", "decided" if verdict.decision_grade else "not decided",
               class_="chip " + ("ok" if verdict.decision_grade else "warn"))
     chips = [grade, h("span", f"tolerance {verdict.tolerance:g} pts", class_="chip"),
              h("span", f"reference {verdict.reference}", class_="chip"),
              h("span", "builds ordered by " + verdict.size_basis.replace("_bytes", "").replace("_", " "), class_="chip")]
     if verdict.critical_strata:
-        chips.append(h("span", "critical: " + ", ".join(verdict.critical_strata), class_="chip"))
+        chips.append(h("span", "counted strata: " + ", ".join(verdict.critical_strata), class_="chip"))
+    if verdict.reported_strata:
+        chips.append(h("span", "reported only: " + ", ".join(verdict.reported_strata), class_="chip"))
     rows = []
     for b in verdict.builds:
-        mark = h("span", "✔ within tolerance" if b.passes else "✘ beyond tolerance",
-                 class_="nowrap " + ("ok-text" if b.passes else "fail-text"))
+        cls = {"within": "ok-text", "beyond": "fail-text", "undecided": "warn-text"}[b.status]
+        mark = h("span", claim_text(b.status), class_="nowrap " + cls)
         rows.append([h("strong", b.target), h("span", size(b.size_bytes), class_="nowrap"), mark,
-                     h("ul", *[h("li", r) for r in b.reasons]) if b.reasons else "–", b.decision_note])
+                     h("ul", *[h("li", r) for r in b.reasons]) if b.reasons else "–",
+                     b.decision_note + (f"; to decide: {b.to_decide}" if b.to_decide else "")])
+    notes = [h("li", line) for line in verdict.planning]
     return h("section",
              h("h2", "Verdict"),
-             h("p", ("✔ " if verdict.chosen else "✘ ") + headline(comparison), class_="verdict-line"),
+             h("p", f"{headline_mark(comparison)} " + headline(comparison), class_="verdict-line"),
+             h("p", verdict.summary, class_="muted"),
              h("div", *chips, class_="chips"),
-             _table(["build (smallest first)", "size", "result", "failed criteria", "evidence"], rows),
+             _table(["build (smallest first)", "size", "claim", "open or failed criteria", "evidence"], rows),
+             h("h3", "What this run can rule out") if notes else None, h("ul", *notes) if notes else None,
+             h("p", "A claim is within (the 95% interval's lower end is at or above -tolerance), beyond (its upper end "
+                    "is below -tolerance) or undecided; never a point estimate. Scenarios are the unit of evidence: "
+                    "epochs of one scenario are pooled, and at temperature 0 they count once.", class_="muted"),
              id="verdict", class_=f"verdict {state}")
 
 
@@ -145,6 +154,7 @@ def _disclosure(comparison: Comparison, results: Results) -> Markup:
         ("reference", d.reference),
         ("tolerance", None if d.tolerance is None else f"{d.tolerance:g} pts"),
         ("critical strata", ", ".join(d.critical_strata)),
+        ("unit of evidence", d.unit_of_evidence),
         ("noise floor", noise.note if noise is not None else None),
         ("scored runs", ", ".join(f"{k}: {v}" for k, v in d.sample_sizes.items())),
         ("harness version", d.harness_version),
@@ -158,6 +168,7 @@ def _disclosure(comparison: Comparison, results: Results) -> Markup:
                      h("code", p.digest[:16]) if p.digest else "–"])
     metrics = h("details", h("summary", "How each number is computed"),
                 _kv([(k, v) for k, v in d.metrics.items()]), class_="metrics")
+    loud += [h("div", h("strong", "Evidence: "), n, class_="alert warn") for n in d.evidence_notes]
     return h("section", h("h2", "Disclosure"), *loud, facts, _sessions(results),
              h("div", _table(["build", "model", "quant", "server", "file", "context", "chat template", "imatrix",
                               "requantized from", "digest"], rows), class_="scroll"),
@@ -177,10 +188,12 @@ def _accuracy(comparison: Comparison) -> Markup:
     targets = ordered_targets(comparison)
     # columns that would say only "–" for every build are left out
     with_k = any(len(t.pass_hat_k) > 1 for t in targets)
-    with_noise = any(t.vs_reference and t.vs_reference.within_noise is not None for t in targets)
+    with_noise = any(t.noise.known for t in targets)
     head = ["build", "size", "pass@1 (95% CI)"] + (["pass^k"] if with_k else [])
     if comparing:
-        head += ["Δ vs ref (95% CI)", "McNemar p", "flips −/+"] + (["vs noise"] if with_noise else [])
+        head += ["Δ vs ref (Tango 95% CI)", "claim", "McNemar mid-p (equality)", "flips −/+"]
+    if with_noise:
+        head += ["flaky scenarios (95% CI)"]
     head += ["latency p50 / p95", "gen tok/s", "run time", "tokens in / out", "retries / infra errors"]
     rows = []
     for t in targets:
@@ -191,14 +204,21 @@ def _accuracy(comparison: Comparison) -> Markup:
         if comparing:
             vs = t.vs_reference
             if vs is None:
-                row += ["–"] * (4 if with_noise else 3)
+                row += ["–"] * 4
             else:
                 d = vs.overall.delta_pts
-                bad = d is not None and d < -comparison.tolerance
-                row += [_two(pts(d), delta_ci_text(vs.overall), "fail-text" if bad else None), p_value(vs.overall.mcnemar_p),
-                        f"{vs.overall.regressions} / {vs.overall.improvements}"]
-                if with_noise:
-                    row.append("within" if vs.within_noise else "above" if vs.within_noise is False else "unknown")
+                claim = vs.overall.claim
+                cls = {"within": "ok-text", "beyond": "fail-text", "undecided": "warn-text"}[claim]
+                stable = [f for f in vs.flips if not f.flaky]
+                row += [_two(pts(d), delta_ci_text(vs.overall)), h("span", claim_text(claim), class_="nowrap " + cls),
+                        p_value(vs.overall.mcnemar_p),
+                        _two(f"{sum(f.direction == 'regression' for f in stable)} / "
+                             f"{sum(f.direction == 'improvement' for f in stable)}",
+                             f"+{len(vs.flips) - len(stable)} flaky" if len(vs.flips) > len(stable) else None)]
+        if with_noise:
+            n = t.noise
+            row.append(_two(f"{len(n.flaky)} / {n.repeated_scenarios}",
+                            f"[{100 * n.low:.0f}, {100 * n.high:.0f}]%" if n.known and n.low is not None else "one epoch"))
         c = t.cost
         row += [_two(f"{ms(c.latency_p50_ms)} / {ms(c.latency_p95_ms)}"), number(c.gen_tokens_per_s), _two(seconds(c.wall_time_s)),
                 _two(f"{c.prompt_tokens:,} / {c.completion_tokens:,}"),
@@ -439,7 +459,9 @@ def _flip_summary(flip: Flip, reference: str, target: str) -> list[Any]:
         return outcome.value + (f" at step {step}" if step is not None else "")
 
     arrow = "▼ regression" if flip.direction == "regression" else "▲ improvement"
-    epoch = f" · epoch {flip.epoch}" if flip.epoch is not None else " · majority of epochs"
+    epoch = (f" · pass share {100 * flip.reference_pass_rate:.0f}% → {100 * flip.target_pass_rate:.0f}%"
+             + (" · flaky: not evidence on its own" if flip.flaky else "")
+             + (f" · epoch {flip.epoch}" if flip.epoch is not None else ""))
     reason = flip.target_reason if flip.direction == "regression" else flip.reference_reason
     return [h("span", arrow, class_="dir " + ("fail-text" if flip.direction == "regression" else "ok-text")), " ",
             h("code", flip.scenario_id), h("span", epoch, class_="muted"), " · ",

@@ -11,7 +11,7 @@ import re
 from harness.compare import Comparison
 from harness.report._format import (
     ci_text, delta_ci_text, grade_note, headline, is_comparison, ms, number, one_line, ordered_targets, p_value, pct, pts,
-    rate_text, size,
+    rate_text, size, flips_text,
 )
 
 __all__ = ["render_markdown"]
@@ -36,17 +36,22 @@ def render_markdown(comparison: Comparison) -> str:
     """The comparison (or single run) as GitHub-flavoured Markdown: verdict, builds, strata, flips, disclosure."""
     comparing = is_comparison(comparison)
     verdict = comparison.verdict
-    icon = "ℹ️" if verdict is None else "✅" if verdict.chosen else "❌"
+    icon = "ℹ️" if verdict is None else "✅" if verdict.chosen else "❌" if verdict.decision_grade else "❔"
     lines = [f"## {icon} agentic-harness: {md(headline(comparison), 400)}", ""]
     if verdict is not None:
         lines += [f"Reference **{md(verdict.reference)}**, tolerance {verdict.tolerance:g} pts"
-                  + (f", critical strata {md(', '.join(verdict.critical_strata))}" if verdict.critical_strata else "")
+                  + (f", counted strata {md(', '.join(verdict.critical_strata))}" if verdict.critical_strata else "")
                   + f". {md(grade_note(comparison), 600)}", ""]
         for b in verdict.builds:
-            mark = "✅" if b.passes else "❌"
+            mark = {"within": "✅", "beyond": "❌", "undecided": "❔"}[b.status]
             why = "; ".join(md(r, 300) for r in b.reasons) or "within tolerance"
-            lines.append(f"- {mark} **{md(b.target)}** ({size(b.size_bytes)}): {why}. _{md(b.decision_note, 600)}_")
+            todo = f" To decide: {md(b.to_decide, 400)}." if b.to_decide else ""
+            lines.append(f"- {mark} **{md(b.target)}** ({size(b.size_bytes)}, {b.status}): {why}.{todo} "
+                         f"_{md(b.decision_note, 600)}_")
         lines.append("")
+        lines += [f"- {md(p, 500)}" for p in verdict.planning] + ([""] if verdict.planning else [])
+        lines += ["_A claim is within (95% interval's lower end at or above -tolerance), beyond (upper end below "
+                  "it) or undecided, never a point estimate; scenarios are the unit of evidence._", ""]
     d = comparison.disclosure
     for c in d.confounds:
         lines.append(f"> ⚠️ **Confound:** {md(c.message, 400)}")
@@ -57,16 +62,16 @@ def render_markdown(comparison: Comparison) -> str:
 
     head = ["build", "size", "pass@1", "95% CI"]
     if comparing:
-        head += ["Δ vs ref", "95% CI (Δ)", "McNemar p", "flips −/+"]
+        head += ["Δ vs ref", "Tango 95% CI (Δ)", "claim", "McNemar mid-p", "flips −/+"]
     head += ["latency p50", "gen tok/s", "infra errors"]
     rows = []
     for t in ordered_targets(comparison):
         row = [f"**{md(t.name)}**" + (" (ref)" if t.is_reference else ""), size(t.size_bytes), rate_text(t.overall), ci_text(t.overall)]
         if comparing:
             vs = t.vs_reference
-            row += (["–"] * 4 if vs is None else
-                    [pts(vs.overall.delta_pts), delta_ci_text(vs.overall), p_value(vs.overall.mcnemar_p),
-                     f"{vs.overall.regressions} / {vs.overall.improvements}"])
+            row += (["–"] * 5 if vs is None else
+                    [pts(vs.overall.delta_pts), delta_ci_text(vs.overall), vs.overall.claim, p_value(vs.overall.mcnemar_p),
+                     flips_text(vs)])
         row += [ms(t.cost.latency_p50_ms), number(t.cost.gen_tokens_per_s), str(t.cost.infra_errors)]
         rows.append(row)
     lines += _table(head, rows)
@@ -97,7 +102,7 @@ def render_markdown(comparison: Comparison) -> str:
         for f in vs.flips[:_MAX_ROWS]:
             why = f.target_reason if f.direction == "regression" else f.reference_reason
             frows.append(["▼" if f.direction == "regression" else "▲", md(f.scenario_id),
-                          "maj." if f.epoch is None else str(f.epoch), md(f.reference_outcome.value),
+                          f"{100 * f.reference_pass_rate:.0f}→{100 * f.target_pass_rate:.0f}%" + (" flaky" if f.flaky else ""), md(f.reference_outcome.value),
                           md(f.target_outcome.value), md(why, 160)])
         lines += _table(["", "scenario", "epoch", md(vs.reference), md(t.name), "why"], frows)
         if len(vs.flips) > _MAX_ROWS:

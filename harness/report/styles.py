@@ -32,6 +32,9 @@ pre { white-space: pre-wrap; word-break: break-word; margin: 4px 0 0; background
 .verdict-line { font-size: 16px; font-weight: 600; margin: 4px 0 10px; }
 .verdict.pass .verdict-line { color: var(--ok); }
 .verdict.fail .verdict-line { color: var(--fail); }
+.verdict.open { border-left-color: var(--warn); }
+.verdict.open .verdict-line { color: var(--warn); }
+.warn-text { color: var(--warn); }
 .chips { display: flex; gap: 6px; flex-wrap: wrap; margin-bottom: 10px; }
 .chip { background: #f3f4f6; border: 1px solid var(--line); border-radius: 999px; padding: 1px 10px; font-size: 12px; }
 .chip.ok { background: var(--ok-bg); border-color: #86efac; color: var(--ok); }

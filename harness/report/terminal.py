@@ -15,7 +15,7 @@ from harness.compare import Comparison
 from harness.records import Results
 from harness.report._format import (
     ci_text, clean, delta_ci_text, grade_note, headline, is_comparison, kinds_text, ms, number, ordered_targets, p_value, pct, pts,
-    rate_text, scenario_rows, size, strata_kinds,
+    rate_text, scenario_rows, size, strata_kinds, claim_text, flips_text, headline_mark,
 )
 
 __all__ = ["print_terminal"]
@@ -38,13 +38,18 @@ def print_terminal(comparison: Comparison, console: Console, results: Results | 
     comparing = is_comparison(comparison)
     verdict = comparison.verdict
     if verdict is not None:
-        colour = "green" if verdict.chosen else "red"
+        colour = "green" if verdict.chosen else "red" if verdict.decision_grade else "yellow"
         body = Text()
-        body.append(clean(("✔ " if verdict.chosen else "✘ ") + headline(comparison)), style=f"bold {colour}")
+        body.append(clean(f"{headline_mark(comparison)} " + headline(comparison)), style=f"bold {colour}")
         body.append("\n" + clean(grade_note(comparison)), style="dim")
+        styles = {"within": "green", "beyond": "red", "undecided": "yellow"}
         for b in verdict.builds:
-            body.append(clean(f"\n  {'✔' if b.passes else '✘'} {b.target}: "), style="green" if b.passes else "red")
+            body.append(clean(f"\n  {claim_text(b.status)}: {b.target}: "), style=styles[b.status])
             body.append(clean("; ".join(b.reasons) or "within tolerance"))
+            if b.to_decide:
+                body.append(clean(f"\n      to decide: {b.to_decide}"), style="dim")
+        for line in verdict.planning:
+            body.append(clean(f"\n  · {line}"), style="dim")
         console.print(Panel(body, title="verdict", border_style=colour, expand=False))
     else:
         console.print(_t(headline(comparison), "bold"))
@@ -55,7 +60,7 @@ def print_terminal(comparison: Comparison, console: Console, results: Results | 
         console.print(Text.assemble(("warning: ", "yellow"), clean(w)))
 
     builds = Table(title="builds", title_justify="left", header_style="bold")
-    for col in ["build", "size", "pass@1", "95% CI"] + (["Δ vs ref", "95% CI (Δ)", "McNemar p", "flips −/+"] if comparing else []) \
+    for col in ["build", "size", "pass@1", "95% CI"] + (["Δ vs ref", "Tango CI (Δ)", "claim", "McNemar mid-p", "flips −/+"] if comparing else []) \
             + ["p50 latency", "tok/s", "infra"]:
         builds.add_column(col, justify="left" if col == "build" else "right")
     for t in ordered_targets(comparison):
@@ -64,11 +69,11 @@ def print_terminal(comparison: Comparison, console: Console, results: Results | 
         if comparing:
             vs = t.vs_reference
             if vs is None:
-                row += [_t("–")] * 4
+                row += [_t("–")] * 5
             else:
-                bad = vs.overall.delta_pts is not None and vs.overall.delta_pts < -comparison.tolerance
-                row += [_t(pts(vs.overall.delta_pts), "bold red" if bad else "green"), _t(delta_ci_text(vs.overall), "dim"),
-                        _t(p_value(vs.overall.mcnemar_p)), _t(f"{vs.overall.regressions} / {vs.overall.improvements}")]
+                style = {"within": "green", "beyond": "bold red", "undecided": "yellow"}[vs.overall.claim]
+                row += [_t(pts(vs.overall.delta_pts), style), _t(delta_ci_text(vs.overall), "dim"), _t(vs.overall.claim, style),
+                        _t(p_value(vs.overall.mcnemar_p)), _t(flips_text(vs))]
         row += [_t(ms(t.cost.latency_p50_ms)), _t(number(t.cost.gen_tokens_per_s)),
                 _t(t.cost.infra_errors, "red" if t.cost.infra_errors else "dim")]
         builds.add_row(*row)
@@ -135,7 +140,7 @@ def print_terminal(comparison: Comparison, console: Console, results: Results | 
         for f in vs.flips[:_MAX_ROWS]:
             regression = f.direction == "regression"
             table.add_row(_t("▼" if regression else "▲", "red" if regression else "green"), _t(f.scenario_id),
-                          _t("maj." if f.epoch is None else f.epoch), _t(f.reference_outcome.value),
+                          _t(f"{100 * f.reference_pass_rate:.0f}→{100 * f.target_pass_rate:.0f}%" + (" flaky" if f.flaky else "")), _t(f.reference_outcome.value),
                           _t(f.target_outcome.value), _t(f.target_reason if regression else f.reference_reason, "dim"))
         console.print(table)
         if len(vs.flips) > _MAX_ROWS:
