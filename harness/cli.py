@@ -96,6 +96,12 @@ def _run_opts(f: Any) -> Any:
         click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted run in this folder."),
         click.option("--baseline", type=click.Path(dir_okay=False), help="Gate against this summary.json (e.g. last night's)."),
         click.option("--max-drop", default=2.0, show_default=True, type=float, help="Allowed pass-rate drop in points against --baseline."),
+        click.option("--pinned-baseline", type=click.Path(dir_okay=False),
+                     help="Also gate against this fixed summary.json (catches slow slides that nightly diffs miss)."),
+        click.option("--gate-alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+                     help="False-alarm rate of the gate's scenario-level sign test (1: gate on --max-drop alone)."),
+        click.option("--fail-under", "fail_under", multiple=True,
+                     help="Absolute floor, PERCENT or STRATUM=PERCENT (repeatable): fails even without a baseline."),
         click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here."),
         click.option("--html", type=click.Path(dir_okay=False), help="Also write the HTML report here."),
         click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
@@ -198,6 +204,9 @@ def _execute(
     resume_dir: str | None,
     baseline: str | None,
     max_drop: float,
+    pinned_baseline: str | None,
+    gate_alpha: float,
+    fail_under: tuple[str, ...],
     junit: str | None,
     html: str | None,
     markdown: str | None,
@@ -212,9 +221,16 @@ def _execute(
     console = _console(json_out)
     scenarios = _load(paths, tags, ids)
     difficulty = _knobs(knobs)
-    if baseline and not Path(baseline).is_file():
-        # say so before an hour of runs, not after
-        raise HarnessError(f"--baseline {baseline}: no such file (expected a summary.json from an earlier run)")
+    for flag, path in (("--baseline", baseline), ("--pinned-baseline", pinned_baseline)):
+        if path and not Path(path).is_file():
+            # say so before an hour of runs, not after
+            raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
+    from harness.gate import parse_thresholds
+
+    try:
+        floors = parse_thresholds(fail_under)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
     run_dir = Path(resume_dir or out_dir or Path("runs") / new_run_id())
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(run_dir / "log.jsonl", verbose=verbose)
@@ -234,6 +250,16 @@ def _execute(
     )
     provenance = dict(provenance or {})
     console.print(f"[bold]{len(scenarios)} scenarios[/] x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
+    if len(targets) > 1 and scenarios:
+        from harness.stats import min_decidable_scenarios, z_value
+
+        z2 = z_value() ** 2
+        best = 100 * z2 / (len(scenarios) + z2)
+        need = min_decidable_scenarios((tolerance or 5.0) / 100) if tolerance else None
+        console.print(f"plan: even with no flip, {len(scenarios)} scenarios can rule out drops no smaller than {best:.1f} pts"
+                      + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
+                         if need and need > len(scenarios) else "")
+                      + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
     asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
 
     from harness.client import make_client
@@ -252,7 +278,8 @@ def _execute(
                           f"continue with the same command plus --resume {run_dir}")
             sys.exit(ExitCode.INTERRUPTED)
     code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
-                   baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out)
+                   baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
+                   pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors)
     sys.exit(code)
 
 
@@ -298,7 +325,8 @@ async def _maybe_async(value: Any) -> Any:
 
 def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | None, tolerance: float | None,
             critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
-            markdown: str | None, json_out: bool) -> int:
+            markdown: str | None, json_out: bool, pinned_baseline: str | None = None, gate_alpha: float = 0.05,
+            floors: dict[str, float] | None = None) -> int:
     from harness import report
     from harness.compare import compare_runs, summarize_run
 
@@ -307,33 +335,51 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
         comparison = compare_runs(results, reference=reference, tolerance=tolerance, critical_strata=critical or None)
     else:
         comparison = summarize_run(results)
+    code = ExitCode.OK
+    gate_results = []
+    gate_lines: list[str] = []
+    if baseline or pinned_baseline:
+        from harness.gate import gate
+
+        for path in (p for p in (baseline, pinned_baseline) if p):
+            result = gate(comparison, Path(path), max_drop=max_drop, alpha=gate_alpha)
+            gate_results.append(result)
+            if code == ExitCode.OK:
+                code = ExitCode(int(result.exit_code))
+    if floors:
+        from harness.gate import thresholds
+
+        under = thresholds(comparison, floors)
+        if under:
+            gate_lines.append("### ❌ Absolute floors (--fail-under)\n\n" + "\n".join(f"- {u}" for u in under) + "\n")
+            if code == ExitCode.OK:
+                code = ExitCode.REGRESSION
+        else:
+            gate_lines.append("### ✅ Absolute floors (--fail-under): every target at or above "
+                              + ", ".join(f"{k} {v:g}%" for k, v in floors.items()) + "\n")
+    gate_markdown = "".join(g.to_markdown() + "\n" for g in gate_results) + "".join(gate_lines)
     written = report.write_reports(results, comparison, run_dir)
+    if gate_markdown:
+        # the gate's answer comes first on the CI job page: it is what the job decided
+        path = Path(written["summary.md"])
+        path.write_text(gate_markdown + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
     for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
         if extra:
             Path(extra).parent.mkdir(parents=True, exist_ok=True)
             Path(extra).write_text(Path(written[key]).read_text(encoding="utf-8"), encoding="utf-8")
-    code = ExitCode.OK
-    gate_result = None
-    if baseline:
-        from harness.gate import gate
-
-        gate_result = gate(comparison, Path(baseline), max_drop=max_drop)
-        code = ExitCode(int(gate_result.exit_code))
-    if gate_result is not None:
-        # the gate's answer belongs on the CI job page too
-        for path in {Path(written["summary.md"]), *([Path(markdown)] if markdown else [])}:
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write("\n" + gate_result.to_markdown())
     if json_out:
         payload = json.loads(comparison.model_dump_json())
-        if gate_result is not None:
-            payload["gate"] = json.loads(gate_result.model_dump_json())
+        if gate_results:
+            payload["gate"] = json.loads(gate_results[0].model_dump_json())
+            payload["gates"] = [json.loads(g.model_dump_json()) for g in gate_results]
         click.echo(json.dumps(payload, indent=2))
     else:
+        for g in gate_results:
+            colour = "green" if g.passed else "red"
+            console.print(f"[bold {colour}]gate ({g.baseline_path}):[/] {g.message}")
+        for line in gate_lines:
+            console.print(line.strip())
         report.print_terminal(comparison, console, results=results)
-        if gate_result is not None:
-            colour = "green" if gate_result.passed else "red"
-            console.print(f"[bold {colour}]gate:[/] {gate_result.message}")
         console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
     # infrastructure errors on every run of a target leave nothing to score
     for name in targets:
@@ -435,6 +481,49 @@ def list_(paths: tuple[str, ...], tags: tuple[str, ...]) -> None:
     for sc in _load(paths, tags, ()):
         table.add_row(sc.id, ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
     Console().print(table)
+
+
+@main.command()
+@click.option("--tolerance", default=5.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
+              help="The drop in points a comparison must rule out.")
+@click.option("--discordance", default="2,5,10", show_default=True,
+              help="Assumed share of scenarios that flip either way, in percent (comma-separated).")
+@click.option("--delta", default=0.0, show_default=True, type=float, help="Assumed true target - reference, in points.")
+@click.option("--power", default=0.8, show_default=True, type=click.FloatRange(0.5, 0.99))
+@click.option("--exact", is_flag=True, help="Search exact trinomial power (slower) instead of the asymptotic formula.")
+@click.option("--json", "json_out", is_flag=True)
+def plan(tolerance: float, discordance: str, delta: float, power: float, exact: bool, json_out: bool) -> None:
+    """How many scenarios a tolerance claim needs, before you run anything."""
+    from rich.table import Table
+
+    from harness.stats import min_decidable_scenarios, scenarios_needed
+
+    try:
+        shares = [float(x) / 100.0 for x in discordance.split(",") if x.strip()]
+    except ValueError:
+        raise HarnessError(f"--discordance {discordance!r}: expected percentages like 2,5,10") from None
+    if any(not 0 <= x <= 1 for x in shares):
+        raise HarnessError("--discordance: each share must be between 0 and 100 percent")
+    tol = tolerance / 100.0
+    rows = [{"discordance_pct": 100 * x,
+             "scenarios": scenarios_needed(tol, x, delta=delta / 100.0, power=power, exact=exact)} for x in shares]
+    floor = min_decidable_scenarios(tol)
+    claim = "within" if delta > -tolerance else "beyond"
+    if json_out:
+        click.echo(json.dumps({"tolerance_pts": tolerance, "delta_pts": delta, "power": power, "exact": exact,
+                               "claim": claim, "min_decidable_scenarios": floor, "rows": rows}, indent=2))
+        return
+    table = Table("discordance", f"scenarios to show {claim} {tolerance:g} pts ({power:.0%} power)",
+                  title=f"true delta {delta:+g} pts, Tango's test, one-sided 2.5%" + (", exact" if exact else ", asymptotic"))
+    for row in rows:
+        table.add_row(f"{row['discordance_pct']:g}%", "never (delta on the line)" if row["scenarios"] is None else str(row["scenarios"]))
+    console = Console()
+    console.print(table)
+    console.print(f"No number of flips can show a drop within {tolerance:g} pts with fewer than {floor} independent "
+                  "scenarios (per stratum, too, for a stratum to count).\n"
+                  "Scenarios are the unit: epochs at temperature 0 are near-copies and add no evidence. To measure "
+                  "run-to-run variability, sample at temperature > 0 with --epochs; scenario families count their "
+                  "correlated instances as fewer units.")
 
 
 @main.command()

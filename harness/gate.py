@@ -1,13 +1,17 @@
-"""The nightly regression gate: tonight's pass rates against a baseline `summary.json` (last night's).
+"""The nightly regression gate: tonight's pass rates against a baseline `summary.json` (last night's or a pinned one).
 
-A target fails the gate when its pass rate, on the scenarios both nights ran, drops by more than
-`max_drop` points. Scenarios new tonight or gone since are listed, never counted. A night whose
-server was down (or mostly down) is an infrastructure failure, not a regression.
+A target fails the gate when its pass rate, on the scenarios both nights ran unchanged, drops by more
+than `max_drop` points *and* a one-sided scenario-level sign test says the drop is not noise (false-alarm
+rate at most `alpha` for an unchanged model, whatever share of its scenarios is flaky). Scenarios new
+tonight, gone since, or edited since (another content hash) are listed, never counted. A night whose
+server was down (or mostly down) is an infrastructure failure, not a regression. `thresholds` adds
+absolute floors (`--fail-under`), so a first night without a baseline can fail too.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from enum import IntEnum
 from pathlib import Path
 
@@ -15,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.compare import Comparison, GateRow, GateTable
 
-__all__ = ["DEFAULT_MAX_INFRA_SHARE", "ExitCode", "ScenarioChange", "TargetDrop", "GateResult", "BaselineError",
-           "load_baseline", "gate"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_MAX_INFRA_SHARE", "ExitCode", "ScenarioChange", "TargetDrop", "GateResult",
+           "BaselineError", "load_baseline", "gate", "parse_thresholds", "thresholds"]
+
+DEFAULT_ALPHA = 0.05
+"""False-alarm rate of the gate's sign test for an unchanged model."""
 
 DEFAULT_MAX_INFRA_SHARE = 0.2
 """Above this share of runs lost to infrastructure errors, a night's numbers are not trusted: INFRA."""
@@ -78,6 +85,17 @@ class TargetDrop(_Model):
     """Scenarios scored now but not in the baseline (not compared)."""
     missing_scenarios: list[str] = Field(default_factory=list)
     """Scenarios in the baseline that were not scored now (not compared)."""
+    edited_scenarios: list[str] = Field(default_factory=list)
+    """Scenarios whose content hash changed since the baseline: another task, so not compared."""
+    worse: int = 0
+    """Shared scenarios whose pass rate went down."""
+    better: int = 0
+    """Shared scenarios whose pass rate went up."""
+    p_value: float | None = None
+    """One-sided exact sign test over the scenarios that moved: the chance of at least `worse` of
+    `worse + better` going down if the model were unchanged. None when none moved."""
+    identity_changes: list[str] = Field(default_factory=list)
+    """Build identity that differs from the baseline's (`quantization: Q4_K_M -> Q2_K`, a digest, a file size)."""
 
 
 class GateResult(_Model):
@@ -93,6 +111,8 @@ class GateResult(_Model):
     """The baseline file as given."""
     max_drop: float
     """Allowed drop in percentage points."""
+    alpha: float = DEFAULT_ALPHA
+    """False-alarm rate of the sign test for an unchanged model."""
     overall_drop_pts: float | None = None
     """The largest drop of any target (percentage points, positive is worse); None when nothing was compared."""
     targets: list[TargetDrop] = Field(default_factory=list)
@@ -110,12 +130,15 @@ class GateResult(_Model):
         from harness.report.markdown import md
 
         icon = "✅" if self.passed else "❌" if self.exit_code is ExitCode.REGRESSION else "⚠️"
-        lines = [f"### {icon} Nightly gate: {self.exit_code.name} (max drop {self.max_drop:g} pts)", "", md(self.message, 2000), ""]
+        lines = [f"### {icon} Nightly gate: {self.exit_code.name} (max drop {self.max_drop:g} pts, "
+                 f"false-alarm rate {self.alpha:g})", "", md(self.message, 2000), ""]
         measured = [t for t in self.targets if t.drop_pts is not None]
         if measured:
-            lines += ["| target | baseline | now | change | shared scenarios |", "|---|---|---|---|---|"]
+            lines += ["| target | baseline | now | change | shared scenarios | worse / better | sign test p |",
+                      "|---|---|---|---|---|---|---|"]
             lines += [f"| {md(t.target)} | {100 * t.before:.1f}% | {100 * t.after:.1f}% | {-t.drop_pts:+.1f} pts | "  # type: ignore[operator]
-                      f"{t.shared_scenarios} |" for t in measured]
+                      f"{t.shared_scenarios} | {t.worse} / {t.better} | {'–' if t.p_value is None else f'{t.p_value:.2g}'} |"
+                      for t in measured]
             lines.append("")
         if self.regressions:
             lines += ["| got worse | target | baseline | now |", "|---|---|---|---|"]
@@ -162,30 +185,47 @@ def load_baseline(path: str | Path) -> tuple[GateTable, str | None]:
         raise BaselineError(f"baseline {path} is not a summary.json this harness wrote: {where}: {first['msg']}") from None
 
 
-def _compare_target(name: str, now: GateRow, before: GateRow, max_drop: float,
+def _sign_test(worse: int, better: int) -> float | None:
+    moved = worse + better
+    if moved == 0:
+        return None
+    return sum(math.comb(moved, k) for k in range(worse, moved + 1)) / 2.0 ** moved
+
+
+def _identity_changes(now: GateRow, before: GateRow) -> list[str]:
+    keys = sorted(set(now.identity) & set(before.identity))
+    return [f"{k}: {before.identity[k]} -> {now.identity[k]}" for k in keys if now.identity[k] != before.identity[k]]
+
+
+def _compare_target(name: str, now: GateRow, before: GateRow, max_drop: float, alpha: float,
                     infra_now: int) -> tuple[TargetDrop, list[ScenarioChange], list[ScenarioChange]]:
     scored_now = {s: r for s, r in now.scenarios.items() if r is not None}
     scored_before = {s: r for s, r in before.scenarios.items() if r is not None}
-    shared = sorted(set(scored_now) & set(scored_before))
+    both = set(scored_now) & set(scored_before)
+    edited = sorted(s for s in both if s in now.hashes and s in before.hashes and now.hashes[s] != before.hashes[s])
+    shared = sorted(both - set(edited))
     drop = TargetDrop(
         target=name, shared_scenarios=len(shared), scored=now.scored, infra_errors=infra_now,
         new_scenarios=sorted(set(scored_now) - set(scored_before)),
         missing_scenarios=sorted(set(before.scenarios) - set(scored_now)),
+        edited_scenarios=edited, identity_changes=_identity_changes(now, before),
     )
     worse: list[ScenarioChange] = []
     better: list[ScenarioChange] = []
     if shared:
-        # the mean of per-scenario rates: with equal epochs per scenario this is the plain pass rate
+        # the mean of per-scenario rates: each scenario counts once, however many epochs it ran
         drop.before = sum(scored_before[s] for s in shared) / len(shared)
         drop.after = sum(scored_now[s] for s in shared) / len(shared)
         drop.drop_pts = round(100.0 * (drop.before - drop.after), 9)
-        drop.regressed = drop.drop_pts > max_drop
         for s in shared:
             change = ScenarioChange(target=name, scenario_id=s, before=scored_before[s], after=scored_now[s])
             if change.after < change.before:
                 worse.append(change)
             elif change.after > change.before:
                 better.append(change)
+        drop.worse, drop.better = len(worse), len(better)
+        drop.p_value = _sign_test(len(worse), len(better))
+        drop.regressed = drop.drop_pts > max_drop and drop.p_value is not None and drop.p_value <= alpha
     return drop, worse, better
 
 
@@ -195,6 +235,7 @@ def gate(
     max_drop: float = 2.0,
     *,
     max_infra_share: float = DEFAULT_MAX_INFRA_SHARE,
+    alpha: float = DEFAULT_ALPHA,
 ) -> GateResult:
     """Gate tonight's results against a baseline summary.json: OK, REGRESSION, BAD_INPUT or INFRA, with the evidence.
 
@@ -203,7 +244,7 @@ def gate(
     above which the night is INFRA (only a `Comparison` carries the counts).
     """
     base = GateResult(passed=False, exit_code=ExitCode.BAD_INPUT, message="", baseline_path=str(baseline_summary_path),
-                      max_drop=max_drop)
+                      max_drop=max_drop, alpha=alpha)
     if max_drop < 0:
         base.message = f"--max-drop must be 0 or more points, got {max_drop:g}"
         return base
@@ -248,12 +289,20 @@ def gate(
             infra_lines.append(f"{name}: no scored runs")
     drops, worse, better = [], [], []
     for name in shared:
-        d, w, b = _compare_target(name, table.targets[name], baseline.targets[name], max_drop, runs.get(name, (0, 0))[1])
+        d, w, b = _compare_target(name, table.targets[name], baseline.targets[name], max_drop, alpha,
+                                  runs.get(name, (0, 0))[1])
         drops.append(d)
         worse += w
         better += b
     worse.sort(key=lambda c: (c.after - c.before, c.target, c.scenario_id))
     better.sort(key=lambda c: (c.before - c.after, c.target, c.scenario_id))
+    for d in drops:
+        if d.edited_scenarios:
+            notes.append(f"{d.target}: {len(d.edited_scenarios)} scenario(s) edited since the baseline, not compared: "
+                         f"{', '.join(d.edited_scenarios[:10])}{' ...' if len(d.edited_scenarios) > 10 else ''}")
+        if d.identity_changes:
+            notes.append(f"{d.target} is another build than in the baseline ({'; '.join(d.identity_changes)}): "
+                         "the gate compares the same name, not the same build")
     measured = [d.drop_pts for d in drops if d.drop_pts is not None]
     result = base.model_copy(update={
         "targets": drops, "regressions": worse, "improvements": better,
@@ -271,8 +320,10 @@ def gate(
     regressed = [d for d in drops if d.regressed]
 
     def line(d: TargetDrop) -> str:
+        test = ("no scenario moved" if d.p_value is None else
+                f"{d.worse} worse / {d.better} better, sign test p={d.p_value:.2g}")
         return (f"{d.target} {100 * d.after:.1f}% vs {100 * d.before:.1f}% ({-d.drop_pts:+.1f} pts, "  # type: ignore[operator]
-                f"{d.shared_scenarios} shared scenarios)")
+                f"{d.shared_scenarios} shared scenarios, {test})")
 
     if regressed:
         names = ", ".join(f"{c.scenario_id} ({c.target}: {100 * c.before:.0f}% -> {100 * c.after:.0f}%)" for c in worse[:10])
@@ -283,6 +334,44 @@ def gate(
         return result
     result.passed = True
     result.exit_code = ExitCode.OK
-    result.message = (f"no drop beyond {max_drop:g} pts: " + "; ".join(line(d) for d in drops if d.drop_pts is not None)
-                      + (f" ({len(worse)} scenario(s) worse, {len(better)} better)" if worse or better else ""))
+    noisy = [d for d in drops if d.drop_pts is not None and d.drop_pts > max_drop]
+    result.message = (f"no regression beyond {max_drop:g} pts at false-alarm rate {alpha:g}: "
+                      + "; ".join(line(d) for d in drops if d.drop_pts is not None)
+                      + (f". {', '.join(d.target for d in noisy)} dropped more than {max_drop:g} pts, but too few scenarios "
+                         "moved to tell it from noise" if noisy else ""))
     return result
+
+
+def parse_thresholds(values: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """`["80", "tool_selection=90"]` -> `{"overall": 80.0, "tool_selection": 90.0}`; ValueError names a bad one."""
+    out: dict[str, float] = {}
+    for raw in values:
+        key, sep, number = raw.partition("=")
+        if not sep:
+            key, number = "overall", raw
+        key = key.strip().lower() or "overall"
+        try:
+            value = float(number)
+        except ValueError:
+            raise ValueError(f"--fail-under {raw!r}: expected PERCENT or STRATUM=PERCENT, e.g. 80 or tool_selection=90") from None
+        if not 0 <= value <= 100:
+            raise ValueError(f"--fail-under {raw!r}: the percentage must be between 0 and 100")
+        out[key] = value
+    return out
+
+
+def thresholds(current: Comparison, floors: dict[str, float]) -> list[str]:
+    """Every absolute floor a target is under (point estimates, percent): `q4 tool_selection 70.0% < 90%`.
+
+    `floors` maps `overall` or a stratum name to a minimum pass rate in percent. A floor for a stratum no
+    scenario belongs to is a failure too (it cannot be shown to hold).
+    """
+    failures: list[str] = []
+    for t in current.targets:
+        for key, floor in floors.items():
+            rate = t.overall if key == "overall" else t.strata.get(key)
+            if rate is None or rate.rate is None:
+                failures.append(f"{t.name} {key}: no scored runs, so the {floor:g}% floor cannot be shown to hold")
+            elif 100.0 * rate.rate < floor:
+                failures.append(f"{t.name} {key} {100 * rate.rate:.1f}% < {floor:g}% ({rate.passed}/{rate.n} runs)")
+    return failures

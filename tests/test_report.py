@@ -179,7 +179,10 @@ def test_comparison_report_has_verdict_disclosure_plots_heatmap_and_flips():
     comparison = compare(res)
     page = render_html(comparison, res)
     assert page.index('id="verdict"') < page.index('id="disclosure"') < page.index('id="accuracy"')
-    assert comparison.verdict is not None and "✔ q8_0 is the smallest build within 5 pts of f16" in page
+    # a dozen scenarios can never show a build within 5 pts: the honest verdict is undecided, with a plan
+    assert comparison.verdict is not None and comparison.verdict.chosen is None
+    assert "? undecided: no build is shown within 5 pts of f16" in page
+    assert "What this run can rule out" in page and "rules out drops larger than" in page
     assert "model spills 2 layers to CPU" in page  # a provenance warning is disclosed
     assert page.count("data:image/svg+xml;base64,") == 2  # accuracy by size, depth survival
     assert 'class="heatmap"' in page
@@ -227,15 +230,15 @@ def test_heatmap_cells_carry_each_epochs_outcome():
     assert not [t for t in cells if t.startswith("q4 · a · end")]
 
 
-def test_majority_paired_flips_show_a_representative_run_of_each_side():
-    # the reference ran two epochs, the build one: pairing falls back to each scenario's majority result
+def test_flips_with_unequal_epochs_show_a_representative_run_of_each_side():
+    # the reference ran two epochs, the build one: each side is pooled, and a run of each side is shown
     recs = [conversation("f16", "weather", epoch=0), conversation("f16", "weather", epoch=1),
             conversation("q4", "weather", fail=Outcome.WRONG_TOOL, tool="send_email")]
     res = results(recs)
     comparison = compare_runs(res, reference="f16")
-    assert comparison.target("q4").vs_reference.pairing == "majority"
+    assert comparison.target("q4").vs_reference.flips[0].target_pass_rate == 0.0
     page = render_html(comparison, res)
-    assert "majority of epochs" in page and page.count('<div class="traj">') == 2
+    assert "pass share 100% → 0%" in page and page.count('<div class="traj">') == 2
     assert "expected get_weather, got send_email" in page
 
 
@@ -325,7 +328,9 @@ def test_markdown_leads_with_the_verdict_and_escapes():
     comparison = compare(res)
     text = render_markdown(comparison)
     assert text.startswith("## ")
-    assert comparison.verdict.chosen == "q8_0" and "✅ agentic-harness: q8\\_0 is the smallest build" in text.splitlines()[0]
+    assert comparison.verdict.chosen is None
+    assert "❔ agentic-harness: undecided: no build is shown within 5 pts of f16" in text.splitlines()[0]
+    assert "rules out drops larger than" in text
     assert "| build |" in text and "### Per stratum" in text and "### Flipped items: q4\\_k\\_m vs f16" in text
     assert "<img" not in text and "<script" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
@@ -348,7 +353,8 @@ def test_terminal_prints_verdict_builds_strata_scenarios_and_flips():
     console = Console(record=True, width=220, color_system=None)
     print_terminal(comparison, console, results=res)
     out = console.export_text()
-    assert "q8_0 is the smallest build within 5 pts of f16" in out and "Not decision-grade" in out
+    assert "undecided: no build is shown within 5 pts of f16" in out and "Not decided" in out
+    assert "to decide:" in out
     for words in ("builds", "per stratum", "context_retention", "flips: q4_k_m vs f16", "recall_0", "context_lost"):
         assert words in out, words
     assert "step 2" in out  # first failed step per scenario
