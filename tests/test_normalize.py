@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.normalize import (
     clean_content,
@@ -15,6 +17,8 @@ from harness.normalize import (
     recover_text_calls,
 )
 from harness.outcomes import Outcome
+from harness.trajectory import Reply
+from tests import adversarial
 from tests.fakeserver import completion, leaked_call_reply, tool_call
 
 
@@ -270,3 +274,81 @@ def test_parse_arguments_never_raises():
     for raw in [None, "", "{", "}", "null", "[]", 3, True, ["a"], {"a": 1}, "\x00"]:
         parse_arguments(raw)
         parse_arguments(raw, cut_off=True)
+
+
+# --- adversarial replies: every one ends as a classified, recordable reply ------------------------
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _recordable(reply: Reply) -> None:
+    # what the results file needs: it serialises, and reads back as the same reply
+    text = reply.model_dump_json()
+    assert Reply.model_validate_json(text).model_dump_json() == text
+
+
+def _deep_list(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("body, outcome, why", [
+    (completion({"content": "[" * 1200}), Outcome.OK, None),
+    (completion({"content": "It is \ud800 sunny"}), Outcome.OK, None),
+    (body_with(tool_call("get_weather", raw='{"city": ' + "9" * 5000 + "}")), Outcome.MALFORMED_ARGUMENTS, "5000 digits"),
+    (body_with(tool_call("get_weather", {"city": 10**5000}, as_object=True)), Outcome.MALFORMED_ARGUMENTS, "digits"),
+    (body_with(tool_call("get_weather", raw='{"city": ' + _deep_list(100_000) + "}")), Outcome.MALFORMED_ARGUMENTS, "too deep"),
+    (completion({"content": "[get_weather(city=" + "-" * 1500 + "1)]"}), Outcome.OK, None),
+    (completion({"content": "<|python_tag|>get_weather(city=" + "-" * 1500 + "1)"}), Outcome.OK, None),
+    (completion({"content": '{"name": "get_weather", "arguments": {"city": ' + "9" * 5000 + "}}"}), Outcome.LEAKED_TEXT_CALL, None),
+])
+def test_replies_that_used_to_crash_a_run_are_classified_and_recordable(body, outcome, why):
+    reply = normalize_reply(body)
+    assert reply.outcome is outcome
+    if why:
+        assert why in reply.tool_calls[0].parse_error and reply.tool_calls[0].arguments is None
+    _recordable(reply)
+
+
+def test_a_lone_surrogate_is_replaced_where_it_is_recorded():
+    reply = normalize_reply(body_with(tool_call("get_weather", raw='{"city": "Par\\ud800is"}'), content="x\udfffy"))
+    assert reply.tool_calls[0].arguments == {"city": "Par\ufffdis"} and reply.content == "x\ufffdy"
+    assert "\ud800" not in reply.model_dump_json()
+
+
+def test_huge_numbers_elsewhere_in_the_body_do_not_spoil_the_reply():
+    body = completion({"content": "18 degrees"}, usage={"prompt_tokens": 10**5000, "completion_tokens": 5})
+    reply = normalize_reply(body)
+    assert reply.outcome is Outcome.OK and reply.usage.prompt_tokens is None and reply.usage.completion_tokens == 5
+    _recordable(reply)
+
+
+def test_a_body_nested_past_any_limit_is_kept_cut_and_says_so():
+    nested: dict = {}
+    node = nested
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    reply = normalize_reply(completion({"content": "hi"}, extra=nested))
+    assert reply.outcome is Outcome.OK
+    assert "nested deeper than 64 levels" in reply.model_dump_json()
+    _recordable(reply)
+
+
+@settings(FUZZ, max_examples=200)
+@given(adversarial.bodies(), st.sampled_from([None, 5, 512]))
+def test_fuzz_normalize_reply_always_classifies_and_records(body, max_tokens):
+    reply = normalize_reply(body, max_tokens=max_tokens)
+    assert isinstance(reply.outcome, Outcome)
+    assert all(c.arguments is not None or c.parse_error for c in reply.tool_calls)
+    _recordable(reply)
+
+
+@FUZZ
+@given(adversarial.arguments(), st.booleans())
+def test_fuzz_parse_arguments_returns_an_object_or_a_reason(raw, cut_off):
+    arguments, error, truncated = parse_arguments(raw, cut_off=cut_off)
+    assert (arguments is None) != (error is None)
+    assert not truncated or error
+    if arguments is not None:
+        assert isinstance(arguments, dict)
+        json.loads(json.dumps(arguments, allow_nan=True))

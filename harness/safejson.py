@@ -1,0 +1,96 @@
+"""JSON from servers and models, made safe to keep: parsing that never raises past `ValueError`, and a
+`sanitize` that turns any parsed value into one that serialises into results.jsonl and reads back.
+
+What is replaced, and how a reader sees it: lone surrogates become U+FFFD; an integer longer than
+300 digits (no float holds it, Python refuses to print one past 4300) and anything nested deeper than
+64 levels become `Replaced` strings that say what stood there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "Replaced", "load_json", "replaced_in", "sanitize"]
+
+MAX_DEPTH = 64
+"""Containers nested deeper than this are replaced (no tool takes arguments that deep)."""
+
+MAX_INT_DIGITS = 300
+"""Integers with more digits are replaced: below this every integer still converts to a float."""
+
+# ints past this many bits have more than MAX_INT_DIGITS digits (10**300 < 2**997)
+_MAX_INT_BITS = 997
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class Replaced(str):
+    """A value `sanitize` could not keep, as a string saying what it was (`<integer of 5000 digits: 123…789>`)."""
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse JSON and `sanitize` it. Raises `ValueError` (a `json.JSONDecodeError` for broken JSON) and nothing else."""
+    try:
+        value = _DECODER.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise ValueError("JSON nested too deep to read") from None
+    except (ValueError, TypeError, MemoryError) as exc:
+        # bytes that are not UTF-8, or an interpreter limit
+        raise ValueError(f"JSON could not be read: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return sanitize(value)
+
+
+def _parse_int(text: str) -> int | Replaced:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        return Replaced(f"<integer of {digits} digits: {text[:12]}…{text[-12:]}>")
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+
+
+def sanitize(value: Any, _depth: int = 0) -> Any:
+    """A copy of `value` (JSON-like: dicts, lists, strings, numbers) that is safe to record; see the module docstring.
+
+    Never raises: anything that is not JSON-like is kept as its type name.
+    """
+    if isinstance(value, str):
+        if isinstance(value, Replaced):
+            return value
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            return Replaced(f"<integer of about {int(value.bit_length() * 0.30103) + 1} digits>")
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        if _depth >= MAX_DEPTH:
+            return Replaced(f"<nested deeper than {MAX_DEPTH} levels: dropped>")
+        if isinstance(value, dict):
+            return {sanitize(k if isinstance(k, str) else str(k)): sanitize(v, _depth + 1) for k, v in value.items()}
+        return [sanitize(v, _depth + 1) for v in value]
+    return Replaced(f"<{type(value).__name__} value>")
+
+
+def replaced_in(value: Any, _depth: int = 0) -> Replaced | None:
+    """The first `Replaced` string inside a sanitized value, or None."""
+    if isinstance(value, Replaced):
+        return value
+    if _depth > MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = replaced_in(item, _depth + 1)
+        if found is not None:
+            return found
+    return None
