@@ -193,12 +193,11 @@ def _json_calls(text: str, spans: _Spans) -> list[tuple[str, dict[str, Any]]]:
     for start, end, depth in spans.spans:
         if start < skip_until or depth > _TRY_DEPTH:
             continue
-        span = text[start:end]
-        if "name" not in span and "function" not in span:
+        value = _span_value(text, start, end)
+        if value is _NAMELESS:
             # no call can be in here, nor in anything inside it
             skip_until = end
             continue
-        value = _parse_span(span)
         if value is _NOTHING:
             continue  # inner spans are tried in turn
         # parsed: its insides are known now, whatever they hold
@@ -211,6 +210,15 @@ def _json_calls(text: str, spans: _Spans) -> list[tuple[str, dict[str, Any]]]:
 
 
 _NOTHING: Any = object()
+_NAMELESS: Any = object()
+
+
+def _span_value(text: str, start: int, end: int) -> Any:
+    """The span parsed; `_NAMELESS` when it holds no key a call needs, `_NOTHING` when it does not parse."""
+    span = text[start:end]
+    if "name" not in span and "function" not in span:
+        return _NAMELESS
+    return _parse_span(span)
 
 
 def _parse_span(span: str) -> Any:

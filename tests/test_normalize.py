@@ -19,7 +19,7 @@ from harness.normalize import (
 from harness.outcomes import Outcome
 from harness.trajectory import Reply
 from tests import adversarial
-from tests.fakeserver import completion, leaked_call_reply, tool_call
+from tests.fakeserver import completion, fake_server, leaked_call_reply, tool_call  # noqa: F401 (fixture)
 
 
 def body_with(*calls, content=None, finish_reason="tool_calls", **extra):
@@ -352,3 +352,51 @@ def test_fuzz_parse_arguments_returns_an_object_or_a_reason(raw, cut_off):
     if arguments is not None:
         assert isinstance(arguments, dict)
         json.loads(json.dumps(arguments, allow_nan=True))
+
+
+# --- through a whole run over real HTTP ----------------------------------------------------------
+
+_OK_BODY = completion({"content": "18 and cloudy"})
+_DEEP = "[" * 100_000 + "]" * 100_000
+# scenario id -> (first reply body as raw JSON text, the outcome the run is scored)
+_HOSTILE = {
+    "brackets": (json.dumps(completion({"content": "[" * 1200})), Outcome.MISSING_CALL),
+    "surrogate": (json.dumps(body_with(tool_call("get_weather", raw='{"city": "Par\\ud800is"}'))), Outcome.VALUE_ERROR),
+    "huge-int-args": (json.dumps(body_with(tool_call("get_weather", raw='{"city": ' + "9" * 5000 + "}"))),
+                      Outcome.MALFORMED_ARGUMENTS),
+    "huge-int-body": (json.dumps(body_with(tool_call("get_weather", {"city": "Paris"}))).replace(
+        '"prompt_tokens": 10', '"prompt_tokens": ' + "9" * 5000), Outcome.OK),
+    "deep-args": (json.dumps(body_with(tool_call("get_weather", raw='{"city": ' + _DEEP + "}"))), Outcome.MALFORMED_ARGUMENTS),
+    "deep-body": ('{"choices": [{"message": {"content": ' + _DEEP + "}}]}", Outcome.INFRA_ERROR),
+    "dashes": (json.dumps(completion({"content": "[get_weather(city=" + "-" * 1500 + "1)]"})), Outcome.MISSING_CALL),
+    "tool-code": (json.dumps(completion({"content": '```tool_code\nget_weather(city="Paris")\n```'})), Outcome.LEAKED_TEXT_CALL),
+}
+
+
+async def test_a_run_over_hostile_replies_records_every_one_with_its_outcome(fake_server, tmp_path):
+    from harness.client import make_client
+    from harness.records import RunConfig, Target, read_results
+    from harness.runner import run_suite
+    from harness.scenario import Scenario
+    from tests.fakeserver import Canned
+
+    scenarios = [Scenario.model_validate({
+        "id": sid, "description": "d", "strata": ["tool_selection"], "tools": ["get_weather"], "system": sid,
+        "world": {"weather": {"Paris": {"temp_c": 18, "conditions": "cloudy"}}},
+        "turns": [{"user": "Weather in Paris?", "expect": [{"call": "get_weather", "args": {"city": "Paris"}}, {"answer": True}]}],
+    }) for sid in _HOSTILE]
+
+    def respond(request):
+        if request["messages"][-1]["role"] == "tool":
+            return _OK_BODY
+        return Canned(text=_HOSTILE[request["messages"][0]["content"]][0], content_type="application/json")
+
+    fake_server.responder = respond
+    out = tmp_path / "results.jsonl"
+    target = Target(name="t", base_url=fake_server.base_url, model="test-model")
+    await run_suite(scenarios, [target], out=out, config=RunConfig(),
+                    client_factory=lambda t: make_client(t, retries=0, wait_initial_s=0.01))
+    results = read_results(out)  # every line reads back
+    got = {r.scenario_id: r.score.outcome for r in results.records}
+    assert got == {sid: outcome for sid, (_, outcome) in _HOSTILE.items()}
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1 + len(_HOSTILE)
