@@ -2,13 +2,14 @@
 `sanitize` that turns any parsed value into one that serialises into results.jsonl and reads back.
 
 What is replaced, and how a reader sees it: lone surrogates become U+FFFD; an integer longer than
-300 digits (no float holds it, Python refuses to print one past 4300) and anything nested deeper than
-64 levels become `Replaced` strings that say what stood there.
+300 digits (no float holds it, Python refuses to print one past 4300), NaN and Infinity (not JSON),
+and anything nested deeper than 64 levels become `Replaced` strings that say what stood there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -62,7 +63,10 @@ def sanitize(value: Any, _depth: int = 0) -> Any:
         if isinstance(value, Replaced):
             return value
         return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if value is None or isinstance(value, (bool, float)):
+    if isinstance(value, float):
+        # NaN and Infinity are not JSON: sent back to a server in the next request, they would be refused
+        return value if math.isfinite(value) else Replaced(f"<non-finite number: {value}>")
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if value.bit_length() > _MAX_INT_BITS:

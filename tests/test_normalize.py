@@ -400,3 +400,10 @@ async def test_a_run_over_hostile_replies_records_every_one_with_its_outcome(fak
     got = {r.scenario_id: r.score.outcome for r in results.records}
     assert got == {sid: outcome for sid, (_, outcome) in _HOSTILE.items()}
     assert len(out.read_text(encoding="utf-8").splitlines()) == 1 + len(_HOSTILE)
+
+
+@pytest.mark.parametrize("raw", ['{"city": NaN}', '{"city": Infinity}', '{"city": 1e999}'])
+def test_numbers_json_cannot_carry_are_malformed_arguments(raw):
+    # sent back in the next request they would make the server refuse it: an infra error for a model fault
+    reply = normalize_reply(body_with(tool_call("get_weather", raw=raw)))
+    assert reply.outcome is Outcome.MALFORMED_ARGUMENTS and "non-finite" in reply.tool_calls[0].parse_error
