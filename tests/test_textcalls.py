@@ -46,6 +46,11 @@ FORMATS = {
     "pythonic after prose": ('I will check both.\n[get_weather(city="Paris"), get_weather(city="Oslo")]', PARIS_OSLO),
     "lfm2 markers": ('<|tool_call_start|>[get_weather(city="Paris")]<|tool_call_end|>', PARIS),
     "a reply that is only a call": ('get_weather(city="Paris")', PARIS),
+    # llama.cpp's generic parser (templates without native tool calls) and Ollama's key aliases
+    "llama.cpp generic, tool_calls": ('{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "123456789"}]}',
+                                      PARIS),
+    "llama.cpp generic, tool_call": ('{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}', PARIS),
+    "function as the name key": ('{"function": "get_weather", "parameters": {"city": "Paris"}}', PARIS),
     # llama.cpp's other chat parsers
     "functionary v3.2": ('>>>get_weather\n{"city": "Paris"}', PARIS),
     "deepseek r1": ('<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"city": "Paris"}\n```'
