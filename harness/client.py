@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from harness.normalize import error_message, is_server_parse_error, normalize_reply
 from harness.outcomes import Outcome
 from harness.records import Sampling, Target
-from harness.safejson import load_json
+from harness.safejson import load_json, sanitize
 from harness.trajectory import Reply
 
 __all__ = [
@@ -261,6 +261,7 @@ class LiteLLMChatClient(_Client):
 def _status_failure(status: int, text: str, sent: dict[str, Any], target: Target, *,
                     retry_after: float | None = None) -> Reply:
     """Classify an HTTP error reply: a model's failed tool call, a retryable infra error, or a final one."""
+    text = sanitize(text) if isinstance(text, str) else text  # it ends up in the record
     try:
         body: Any = load_json(text)
     except (ValueError, TypeError):
