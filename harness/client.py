@@ -366,7 +366,7 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
 
 def _json_or_text(resp: httpx.Response) -> Any:
     try:
-        return resp.json()
+        return load_json(resp.text)
     except ValueError:
         return resp.text
 

@@ -75,7 +75,7 @@ def normalize_reply(body: dict[str, Any], *, max_tokens: int | None = None) -> R
         max_tokens is not None and usage.completion_tokens is not None and usage.completion_tokens >= max_tokens
     )
     content = clean_content(message.get("content"))
-    calls = normalize_tool_calls(_wire_calls(message), cut_off=hit_limit)
+    calls = _tool_calls(_wire_calls(message), cut_off=hit_limit)
     if calls:
         # the structured calls decide the outcome, whatever finish_reason says
         if any(c.truncated for c in calls):
@@ -139,9 +139,14 @@ def normalize_tool_calls(wire: list[Any], *, cut_off: bool = False) -> list[Tool
 
     `cut_off`: the reply hit the token limit, so arguments that stop mid-JSON are a truncation.
     """
+    return _tool_calls(sanitize(wire), cut_off=cut_off)
+
+
+def _tool_calls(wire: list[Any], *, cut_off: bool) -> list[ToolCall]:
+    # wire is sanitized already
     calls: list[ToolCall] = []
     seen: set[str] = set()
-    for n, entry in enumerate(sanitize(wire)):
+    for n, entry in enumerate(wire):
         if not isinstance(entry, dict):
             calls.append(ToolCall(id=_fresh_id(n, seen), name="", raw_arguments=None,
                                   parse_error=f"tool call entry is not an object: {_clip(repr(entry))}"))
@@ -152,7 +157,7 @@ def normalize_tool_calls(wire: list[Any], *, cut_off: bool = False) -> list[Tool
         raw_id = entry.get("id")
         call_id = raw_id if isinstance(raw_id, str) and _ID_OK.match(raw_id) and raw_id not in seen else _fresh_id(n, seen)
         seen.add(call_id)
-        arguments, error, truncated = parse_arguments(raw, cut_off=cut_off)
+        arguments, error, truncated = _parse_arguments(raw, cut_off=cut_off)
         if not isinstance(name, str) or not name.strip():
             error = error or "the call has no tool name"
             name = name.strip() if isinstance(name, str) else ""
@@ -184,7 +189,11 @@ def parse_arguments(raw: Any, *, cut_off: bool = False) -> tuple[dict[str, Any] 
     no tool could take (an integer past 300 digits, nesting past 64 levels); when `cut_off` and
     the JSON stops before its end, the call is `truncated` instead. Never raises.
     """
-    raw = sanitize(raw)
+    return _parse_arguments(sanitize(raw), cut_off=cut_off)
+
+
+def _parse_arguments(raw: Any, *, cut_off: bool) -> tuple[dict[str, Any] | None, str | None, bool]:
+    # raw is sanitized already
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if cut_off and isinstance(raw, str):
             return None, "arguments cut off by max_tokens before they began", True

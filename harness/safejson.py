@@ -59,25 +59,40 @@ def sanitize(value: Any, _depth: int = 0) -> Any:
 
     Never raises: anything that is not JSON-like is kept as its type name.
     """
-    if isinstance(value, str):
-        if isinstance(value, Replaced):
-            return value
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if isinstance(value, float):
-        # NaN and Infinity are not JSON: sent back to a server in the next request, they would be refused
-        return value if math.isfinite(value) else Replaced(f"<non-finite number: {value}>")
-    if value is None or isinstance(value, bool):
+    # exact types first: this runs over every reply body
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() or not _SURROGATE.search(value) else _SURROGATE.sub("\ufffd", value)
+    if kind is dict or kind is list:
+        if _depth >= MAX_DEPTH:
+            return Replaced(f"<nested deeper than {MAX_DEPTH} levels: dropped>")
+        if kind is dict:
+            return {sanitize(k if type(k) is str else str(k)): sanitize(v, _depth + 1) for k, v in value.items()}
+        return [sanitize(v, _depth + 1) for v in value]
+    if value is None or kind is bool:
         return value
-    if isinstance(value, int):
+    if kind is int:
         if value.bit_length() > _MAX_INT_BITS:
             return Replaced(f"<integer of about {int(value.bit_length() * 0.30103) + 1} digits>")
         return value
-    if isinstance(value, (dict, list, tuple)):
-        if _depth >= MAX_DEPTH:
-            return Replaced(f"<nested deeper than {MAX_DEPTH} levels: dropped>")
-        if isinstance(value, dict):
-            return {sanitize(k if isinstance(k, str) else str(k)): sanitize(v, _depth + 1) for k, v in value.items()}
-        return [sanitize(v, _depth + 1) for v in value]
+    if kind is float:
+        # NaN and Infinity are not JSON: sent back to a server in the next request, they would be refused
+        return value if math.isfinite(value) else Replaced(f"<non-finite number: {value}>")
+    if isinstance(value, Replaced):
+        return value
+    # subclasses (a str enum, an int subclass), tuples, and what is not JSON at all
+    if isinstance(value, str):
+        return sanitize(str(value), _depth)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return sanitize(int(value), _depth)
+    if isinstance(value, float):
+        return sanitize(float(value), _depth)
+    if isinstance(value, dict):
+        return sanitize(dict(value), _depth)
+    if isinstance(value, (list, tuple)):
+        return sanitize(list(value), _depth)
     return Replaced(f"<{type(value).__name__} value>")
 
 
