@@ -69,6 +69,9 @@ _XML_FUNCTION = re.compile(r"<function=([\w.\-]+)>|</function>")
 _XML_PARAMETER = re.compile(r"<parameter=([\w.\-]+)>|</parameter>")
 _GLM_CALL = re.compile(r"<tool_call>\s*([\w.\-]+)\s*(?=<arg_key>)|</tool_call>")
 _GLM_PAIR = re.compile(r"<arg_key>\s*([^<]*?)\s*</arg_key>\s*<arg_value>|</arg_value>")
+# functiongemma: <start_function_call>call:name{city:<escape>Paris<escape>,days:3}<end_function_call>
+_FG_CALL = re.compile(r"<start_function_call>\s*call:([\w.\-]+)\s*\{|<end_function_call>")
+_FG_ARG = re.compile(r"\s*([\w.\-]+)\s*:\s*(?:<escape>(.*?)<escape>|([^,<]*))\s*(?:,|$)", re.DOTALL)
 
 
 def recover_text_calls(content: str | None, *, cut_off: bool = False) -> list[ToolCall]:
@@ -81,7 +84,7 @@ def recover_text_calls(content: str | None, *, cut_off: bool = False) -> list[To
     after `<|python_tag|>`, `functools` or `[TOOL_CALLS]`; single-quoted (Python) dicts and trailing
     commas; tool name before JSON arguments (mistral `[TOOL_CALLS]f[ARGS]{...}`, `<function=f>{...}`,
     functionary `>>>f`, DeepSeek, Kimi K2, gpt-oss); Qwen's `<function=f><parameter=p>` and GLM's
-    `<arg_key>` XML; python calls `[f(x=1)]` ending the reply, after `<|python_tag|>`, in Gemma's
+    `<arg_key>` XML; FunctionGemma's `<start_function_call>call:f{x:<escape>a<escape>}`; python calls `[f(x=1)]` ending the reply, after `<|python_tag|>`, in Gemma's
     ```tool_code fence or LFM2's `<|tool_call_start|>`, or making up the whole reply.
 
     Not a call: other JSON, a tool definition, a call quoted inline in a sentence (in backticks or
@@ -98,7 +101,7 @@ def recover_text_calls(content: str | None, *, cut_off: bool = False) -> list[To
     if not found:
         found = _json_calls(text, spans)
     if not found:
-        found = _xml_calls(text) or _glm_calls(text)
+        found = _xml_calls(text) or _glm_calls(text) or _functiongemma_calls(text)
     if not found:
         found = _pythonic_calls(text, spans)
     calls = [
@@ -380,6 +383,26 @@ def _glm_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
         (name, {key: _xml_value(value) for key, value in _tag_bodies(body, _GLM_PAIR)})
         for name, body in _tag_bodies(text, _GLM_CALL)
     ]
+
+
+def _functiongemma_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
+    if "<start_function_call>" not in text:
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, body in _tag_bodies(text, _FG_CALL):
+        body = body.rstrip()
+        if not body.endswith("}"):
+            return []
+        body, args, pos = body[:-1], {}, 0
+        while pos < len(body):
+            m = _FG_ARG.match(body, pos)
+            if m is None or m.end() == pos:
+                return []  # not the key:value list this format is
+            escaped, bare = m.group(2), m.group(3)
+            args[m.group(1)] = escaped if escaped is not None else _xml_value(bare)
+            pos = m.end()
+        out.append((name, args))
+    return out
 
 
 # --- python-style calls ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ _PIECES = [
     "[TOOL_CALLS]", "[ARGS]", "<function=f>", "</function>", "<parameter=x>", "</parameter>", "<arg_key>",
     "<arg_value>", "<think>", "</think>", ">>>f\n", "<｜tool▁sep｜>", "to=functions.f<|message|>",
     'get_weather(city="Paris")', "print(", "{'name': 'f', 'arguments': {", "\\ud800", "\\udfff", "\ud800",
-    "9" * 310, "-" * 40, "functools",
+    "9" * 310, "-" * 40, "functools", "<start_function_call>call:f{", "<escape>", "<end_function_call>",
 ]
 
 

@@ -63,6 +63,11 @@ FORMATS = {
                     "<|END_ACTION|>", PARIS),
     "granite": ('<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]', PARIS),
     "nemotron": ('<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</TOOLCALL>', PARIS),
+    "functiongemma": ("<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>", PARIS),
+    "functiongemma, two calls and a number": (
+        "<start_function_call>call:get_weather{city:<escape>Paris, France<escape>,days:3}<end_function_call>"
+        "<start_function_call>call:get_weather{city:<escape>Oslo<escape>}<end_function_call>",
+        [("get_weather", {"city": "Paris, France", "days": 3}), ("get_weather", {"city": "Oslo"})]),
     "glm 4.5": ("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>", PARIS),
     "seed-oss xml": ("<seed:tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</seed:tool_call>",
                      PARIS),
@@ -113,6 +118,7 @@ LONG_ANSWERS = {
     "nested brackets around a name": "[x " * (SIZE // 5) + '"name"' + " ]" * (SIZE // 5),
     "unclosed function tags": "<function=f>" * (SIZE // 12),
     "unclosed fences": "```tool_code\n" * (SIZE // 13),
+    "functiongemma, unclosed escapes": "<start_function_call>call:f{" + "a:<escape>x," * (SIZE // 12) + "}<end_function_call>",
     "call-shaped objects": '{"name": "f", "arguments": {"a": [1, {"b": 2}]}}\n' * (SIZE // 50),
 }
 
