@@ -142,7 +142,8 @@ def test_the_legacy_function_call_field_is_a_call():
 
 # --- leaked calls ----------------------------------------------------------------------------
 
-STYLES = ["tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml"]
+STYLES = ["tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml",
+          "string_arguments", "single_quoted", "tool_code", "mistral_args", "functiongemma"]
 
 
 @pytest.mark.parametrize("style", STYLES)
