@@ -408,3 +408,34 @@ def test_numbers_json_cannot_carry_are_malformed_arguments(raw):
     # sent back in the next request they would make the server refuse it: an infra error for a model fault
     reply = normalize_reply(body_with(tool_call("get_weather", raw=raw)))
     assert reply.outcome is Outcome.MALFORMED_ARGUMENTS and "non-finite" in reply.tool_calls[0].parse_error
+
+
+@settings(FUZZ, max_examples=60)
+@given(adversarial.bodies())
+def test_fuzz_a_hostile_reply_runs_scores_and_records_like_any_other(body):
+    import asyncio
+
+    from harness.loop import run_scenario
+    from harness.records import RunRecord
+    from harness.scenario import Scenario
+    from harness.scoring import score_scenario
+
+    scenario = Scenario.model_validate({
+        "id": "fuzz", "description": "d", "strata": ["tool_selection"], "tools": ["get_weather"],
+        "world": {"weather": {"Paris": {"temp_c": 18, "conditions": "cloudy"}}},
+        "turns": [{"user": "Weather in Paris?", "expect": [{"call": "get_weather", "args": {"city": "Paris"}}, {"answer": True}]}],
+    })
+
+    class Client:
+        replies = [normalize_reply(body)]
+
+        async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+            return self.replies.pop(0) if self.replies else normalize_reply(_OK_BODY)
+
+    trajectory = asyncio.run(run_scenario(scenario, Client(), target="t"))
+    score = score_scenario(scenario, trajectory)
+    assert isinstance(score.outcome, Outcome)
+    record = RunRecord(run_id="r", target="t", scenario_id="fuzz", scenario_hash="h", strata=["tool_selection"], epoch=0,
+                       trajectory=trajectory, score=score)
+    line = record.model_dump_json()
+    assert RunRecord.model_validate(json.loads(line)).score.outcome is score.outcome
