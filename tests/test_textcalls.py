@@ -7,6 +7,7 @@ import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness import textcalls
 from harness.textcalls import recover_text_calls
@@ -152,7 +153,7 @@ def test_a_200_kb_answer_is_scanned_in_linear_work(text, monkeypatch):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(adversarial.texts(), adversarial.st.booleans())
+@given(adversarial.texts(), st.booleans())
 def test_fuzz_recover_text_calls_never_raises_and_records(text, cut_off):
     calls = recover_text_calls(text, cut_off=cut_off)
     assert all(isinstance(c, ToolCall) and c.source == "text" for c in calls)
