@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from harness.normalize import error_message, is_server_parse_error, normalize_reply
 from harness.outcomes import Outcome
 from harness.records import Sampling, Target
+from harness.safejson import load_json, sanitize
 from harness.trajectory import Reply
 
 __all__ = [
@@ -202,12 +203,14 @@ class OpenAIChatClient(_Client):
         sent = _sent(raw.http_request, body)
         text = raw.text
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
+            # bounded: a 5000-digit number or JSON nested 100k deep is a bad body, not a crash
+            data = load_json(text)
+        except ValueError as exc:
             ctype = raw.headers.get("content-type", "?")
+            why = "is not JSON" if isinstance(exc, json.JSONDecodeError) else f"cannot be read ({exc})"
             return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=raw.status_code, latency_ms=latency_ms,
                          response={"raw_text": text[:_BODY_LIMIT]},
-                         error=f"HTTP {raw.status_code} from {self.target.base_url} is not JSON ({ctype}): "
+                         error=f"HTTP {raw.status_code} from {self.target.base_url} {why} ({ctype}): "
                                f"{_clip(text)!r}; is this an OpenAI-compatible endpoint (base_url usually ends in /v1)?")
         reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
         return reply.model_copy(update={"request": sent, "status_code": raw.status_code, "latency_ms": latency_ms})
@@ -258,9 +261,10 @@ class LiteLLMChatClient(_Client):
 def _status_failure(status: int, text: str, sent: dict[str, Any], target: Target, *,
                     retry_after: float | None = None) -> Reply:
     """Classify an HTTP error reply: a model's failed tool call, a retryable infra error, or a final one."""
+    text = sanitize(text) if isinstance(text, str) else text  # it ends up in the record
     try:
-        body: Any = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+        body: Any = load_json(text)
+    except (ValueError, TypeError):
         body = text
     message = error_message(body) or _clip(text) or "(empty body)"
     response = body if isinstance(body, dict) else {"raw_text": (text or "")[:_BODY_LIMIT]}
@@ -362,7 +366,7 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
 
 def _json_or_text(resp: httpx.Response) -> Any:
     try:
-        return resp.json()
+        return load_json(resp.text)
     except ValueError:
         return resp.text
 

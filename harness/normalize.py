@@ -6,12 +6,13 @@ that lies, calls leaked into `content`, timings in their own fields); this modul
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from typing import Any
 
 from harness.outcomes import Outcome
+from harness.safejson import load_json, replaced_in, sanitize
+from harness.textcalls import recover_text_calls
 from harness.trajectory import Reply, ServerTimings, ToolCall, Usage
 
 __all__ = [
@@ -47,10 +48,13 @@ def normalize_reply(body: dict[str, Any], *, max_tokens: int | None = None) -> R
     """Normalise one chat-completion body into a `Reply` with its outcome decided.
 
     `max_tokens` (the request's) lets a call cut off at the token limit count as truncated even when
-    the server reports a `finish_reason` other than `length`.
+    the server reports a `finish_reason` other than `length`. Never raises: whatever the body holds
+    (lone surrogates, huge numbers, deep nesting) is made safe to record first (`harness.safejson`).
     """
     if not isinstance(body, dict):
-        return Reply(outcome=Outcome.INFRA_ERROR, error=f"reply is not a JSON object: {_clip(repr(body))}")
+        return Reply(outcome=Outcome.INFRA_ERROR,
+                     error=f"reply is a JSON {_json_type(body)}, not an object: {_clip(repr(sanitize(body)))}")
+    body = sanitize(body)
     usage = parse_usage(body)
     common: dict[str, Any] = {
         "response": body,
@@ -71,7 +75,7 @@ def normalize_reply(body: dict[str, Any], *, max_tokens: int | None = None) -> R
         max_tokens is not None and usage.completion_tokens is not None and usage.completion_tokens >= max_tokens
     )
     content = clean_content(message.get("content"))
-    calls = normalize_tool_calls(_wire_calls(message), cut_off=hit_limit)
+    calls = _tool_calls(_wire_calls(message), cut_off=hit_limit)
     if calls:
         # the structured calls decide the outcome, whatever finish_reason says
         if any(c.truncated for c in calls):
@@ -135,6 +139,11 @@ def normalize_tool_calls(wire: list[Any], *, cut_off: bool = False) -> list[Tool
 
     `cut_off`: the reply hit the token limit, so arguments that stop mid-JSON are a truncation.
     """
+    return _tool_calls(sanitize(wire), cut_off=cut_off)
+
+
+def _tool_calls(wire: list[Any], *, cut_off: bool) -> list[ToolCall]:
+    # wire is sanitized already
     calls: list[ToolCall] = []
     seen: set[str] = set()
     for n, entry in enumerate(wire):
@@ -148,7 +157,7 @@ def normalize_tool_calls(wire: list[Any], *, cut_off: bool = False) -> list[Tool
         raw_id = entry.get("id")
         call_id = raw_id if isinstance(raw_id, str) and _ID_OK.match(raw_id) and raw_id not in seen else _fresh_id(n, seen)
         seen.add(call_id)
-        arguments, error, truncated = parse_arguments(raw, cut_off=cut_off)
+        arguments, error, truncated = _parse_arguments(raw, cut_off=cut_off)
         if not isinstance(name, str) or not name.strip():
             error = error or "the call has no tool name"
             name = name.strip() if isinstance(name, str) else ""
@@ -176,28 +185,43 @@ def parse_arguments(raw: Any, *, cut_off: bool = False) -> tuple[dict[str, Any] 
     """Parse call arguments as sent: `(arguments, parse_error, truncated)`.
 
     A JSON object string or an object is fine. Missing or empty arguments mean `{}` (no-parameter
-    tools). Anything that does not parse into an object gets a `parse_error`; when `cut_off` and
-    the JSON stops before its end, the call is `truncated` instead.
+    tools). Anything that does not parse into an object gets a `parse_error`, and so do arguments
+    no tool could take (an integer past 300 digits, nesting past 64 levels); when `cut_off` and
+    the JSON stops before its end, the call is `truncated` instead. Never raises.
     """
+    return _parse_arguments(sanitize(raw), cut_off=cut_off)
+
+
+def _parse_arguments(raw: Any, *, cut_off: bool) -> tuple[dict[str, Any] | None, str | None, bool]:
+    # raw is sanitized already
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if cut_off and isinstance(raw, str):
             return None, "arguments cut off by max_tokens before they began", True
         return {}, None, False
     if isinstance(raw, dict):
-        return raw, None, False
+        return _usable(raw)
     if not isinstance(raw, str):
         return None, f"arguments are a JSON {_json_type(raw)}, not an object", False
     try:
-        value = json.loads(raw)
+        value = load_json(raw)
     except json.JSONDecodeError as exc:
         if cut_off and _stops_early(raw, exc):
             return None, f"arguments cut off by max_tokens: {exc.msg} at char {exc.pos}", True
         return None, f"arguments are not valid JSON: {exc.msg} at char {exc.pos}", False
+    except ValueError as exc:
+        return None, f"arguments are not usable JSON: {exc}", False
     if isinstance(value, dict):
-        return value, None, False
+        return _usable(value)
     if isinstance(value, str):
         return None, "arguments are a JSON string, not an object (double-encoded JSON?)", False
     return None, f"arguments are a JSON {_json_type(value)}, not an object", False
+
+
+def _usable(arguments: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, bool]:
+    replaced = replaced_in(arguments)
+    if replaced is not None:
+        return None, f"arguments hold a value no tool can take: {replaced}", False
+    return arguments, None, False
 
 
 def _stops_early(text: str, exc: json.JSONDecodeError) -> bool:
@@ -211,154 +235,6 @@ _JSON_TYPES = {list: "array", dict: "object", bool: "boolean", int: "number", fl
 
 def _json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-# --- calls leaked into plain text -------------------------------------------------------------
-
-_PYTHON_TAG = "<|python_tag|>"
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
-_XML_FUNCTION = re.compile(r"<function=([\w.\-]+)>(.*?)</function>", re.DOTALL)
-_XML_PARAMETER = re.compile(r"<parameter=([\w.\-]+)>\n?(.*?)\n?</parameter>", re.DOTALL)
-_OPEN_TAG = re.compile(r"<tool_call>", re.IGNORECASE)
-_CLOSE_TAG = re.compile(r"</tool_call>", re.IGNORECASE)
-_PARTIAL_NAME = re.compile(r'"name"\s*:\s*"([^"\\]+)"')
-
-
-def recover_text_calls(content: str | None, *, cut_off: bool = False) -> list[ToolCall]:
-    """Tool calls the model wrote as plain text in `content`, as `ToolCall(source="text")`.
-
-    Recognised: JSON objects with a string `name` and an object `arguments` or `parameters`,
-    alone, in a list, inside `<tool_call>` tags, ```json fences, after `<|python_tag|>`,
-    `functools` or `[TOOL_CALLS]`; Qwen's `<function=name><parameter=p>` XML; pythonic
-    `[get_weather(city="Paris")]`. Other JSON in an answer is not a call. With `cut_off`, an
-    unclosed `<tool_call>` whose JSON stops early becomes one truncated call.
-    """
-    if not content:
-        return []
-    # a call the model only thought about (reasoning left inline in content) is not a call
-    content = _THINK.sub("", content)
-    found: list[tuple[str, Any]] = []  # (name, arguments object)
-    found += _json_calls(content)
-    if not found:
-        found += _xml_calls(content)
-    if not found:
-        found += _pythonic_calls(content)
-    calls = [
-        ToolCall(id=f"call_{n}", name=name, raw_arguments=args, arguments=args, source="text")
-        for n, (name, args) in enumerate(found)
-    ]
-    if not calls and cut_off:
-        partial = _truncated_tagged_call(content)
-        if partial is not None:
-            calls.append(partial)
-    return calls
-
-
-def _call_shape(value: Any) -> tuple[str, dict[str, Any]] | None:
-    if not isinstance(value, dict):
-        return None
-    name = value.get("name")
-    args = value.get("arguments", value.get("parameters"))
-    if isinstance(name, str) and name.strip() and isinstance(args, dict) and not _is_schema(args):
-        return name.strip(), args
-    return None
-
-
-def _is_schema(args: dict[str, Any]) -> bool:
-    # a tool *definition* quoted in an answer (`parameters` holds a JSON Schema) is not a call
-    return args.get("type") == "object" and isinstance(args.get("properties"), dict)
-
-
-def _json_calls(content: str) -> list[tuple[str, Any]]:
-    decoder = json.JSONDecoder()
-    out: list[tuple[str, Any]] = []
-    i = 0
-    while i < len(content):
-        if content[i] not in "{[":
-            i += 1
-            continue
-        try:
-            value, end = decoder.raw_decode(content, i)
-        except json.JSONDecodeError:
-            i += 1
-            continue
-        items = value if isinstance(value, list) else [value]
-        shapes = [_call_shape(v) for v in items]
-        if items and all(s is not None for s in shapes):
-            out += [s for s in shapes if s is not None]
-            i = end
-        else:
-            # not a call (or a list holding other things): look inside it for one
-            i += 1
-    return out
-
-
-def _xml_calls(content: str) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for match in _XML_FUNCTION.finditer(content):
-        args: dict[str, Any] = {}
-        for param in _XML_PARAMETER.finditer(match.group(2)):
-            text = param.group(2).strip()
-            try:
-                args[param.group(1)] = json.loads(text)
-            except json.JSONDecodeError:
-                args[param.group(1)] = text
-        out.append((match.group(1), args))
-    return out
-
-
-def _pythonic_calls(content: str) -> list[tuple[str, Any]]:
-    text = content.strip()
-    if _PYTHON_TAG in text:
-        return _pythonic(text.split(_PYTHON_TAG, 1)[1].strip())
-    if not text.endswith("]"):
-        # only a python-tagged call or a `[f(x=1), ...]` list that ends the reply is read as code
-        return []
-    for start in (i for i, ch in enumerate(text) if ch == "["):
-        found = _pythonic(text[start:], list_only=True)
-        if found:
-            return found
-    return []
-
-
-def _pythonic(text: str, *, list_only: bool = False) -> list[tuple[str, Any]]:
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except (SyntaxError, ValueError):
-        return []
-    if list_only and not isinstance(tree, ast.List):
-        return []
-    nodes = tree.elts if isinstance(tree, ast.List) else [tree]
-    out: list[tuple[str, Any]] = []
-    for node in nodes:
-        if not isinstance(node, ast.Call) or node.args:
-            return []
-        func = node.func
-        # llama 3.1 writes `get_weather.call(city="Paris")`
-        if isinstance(func, ast.Attribute) and func.attr == "call" and isinstance(func.value, ast.Name):
-            name = func.value.id
-        elif isinstance(func, ast.Name):
-            name = func.id
-        else:
-            return []
-        try:
-            args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg is not None}
-        except (ValueError, SyntaxError):
-            return []
-        out.append((name, args))
-    return out
-
-
-def _truncated_tagged_call(content: str) -> ToolCall | None:
-    opens = list(_OPEN_TAG.finditer(content))
-    if not opens or _CLOSE_TAG.search(content, opens[-1].end()):
-        return None
-    tail = content[opens[-1].end():].strip()
-    name = _PARTIAL_NAME.search(tail)
-    if name is None:
-        return None
-    return ToolCall(id="call_0", name=name.group(1), raw_arguments=tail, arguments=None, source="text",
-                    truncated=True, parse_error="call text cut off by max_tokens")
 
 
 # --- usage and server timings -----------------------------------------------------------------

@@ -132,7 +132,8 @@ def tool_call_reply(name: str, args: Any = None, *, as_object: bool = False, raw
                             content=content, finish_reason=finish_reason, **extra)
 
 
-_LEAK_STYLES = ("tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml")
+_LEAK_STYLES = ("tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml",
+                "string_arguments", "single_quoted", "tool_code", "mistral_args", "functiongemma")
 
 
 def leaked_call_reply(name: str, args: dict[str, Any], *, style: str = "tool_call_tag", prose: str = "") -> Canned:
@@ -141,7 +142,9 @@ def leaked_call_reply(name: str, args: dict[str, Any], *, style: str = "tool_cal
     Styles: `tool_call_tag` (Hermes/Qwen `<tool_call>{...}</tool_call>`), `bare` (`{"name", "arguments"}`),
     `parameters` (`{"name", "parameters"}`, Llama 3), `list` (a JSON list), `fenced` (```json block),
     `python_tag` (`<|python_tag|>{...}`), `functools` (`functools[{...}]`), `pythonic` (`[f(x=1)]`),
-    `xml` (Qwen3-coder `<function=f><parameter=x>`).
+    `xml` (Qwen3-coder `<function=f><parameter=x>`), `string_arguments` (arguments as a JSON string),
+    `single_quoted` (a Python dict), `tool_code` (Gemma's ```tool_code fence), `mistral_args`
+    (`[TOOL_CALLS]f[ARGS]{...}`), `functiongemma` (`<start_function_call>call:f{x:<escape>v<escape>}`).
     """
     obj = json.dumps({"name": name, "arguments": args})
     text = {
@@ -156,6 +159,12 @@ def leaked_call_reply(name: str, args: dict[str, Any], *, style: str = "tool_cal
         "xml": f"<tool_call>\n<function={name}>\n"
         + "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in args.items())
         + "</function>\n</tool_call>",
+        "string_arguments": json.dumps({"name": name, "arguments": json.dumps(args)}),
+        "single_quoted": repr({"name": name, "arguments": args}),
+        "tool_code": "```tool_code\n" + name + "(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")\n```",
+        "mistral_args": f"[TOOL_CALLS]{name}[ARGS]{json.dumps(args)}",
+        "functiongemma": f"<start_function_call>call:{name}{{"
+        + ",".join(f"{k}:<escape>{v}<escape>" for k, v in args.items()) + "}<end_function_call>",
     }.get(style)
     if text is None:
         raise ValueError(f"unknown leak style {style!r}; one of {_LEAK_STYLES}")

@@ -373,3 +373,17 @@ async def test_litellm_route_normalises_and_classifies_the_same_way(fake_server)
     assert parse.outcome is Outcome.SERVER_PARSE_ERROR and parse.attempts == 1
     assert retried.outcome is Outcome.LEAKED_TEXT_CALL and retried.attempts == 2
     assert len(fake_server.chat_requests) == 4
+
+
+@pytest.mark.parametrize("canned, outcome", [
+    (Canned(status=400, text='{"error": {"message": "bad \\ud800 input", "n": ' + "9" * 5000 + "}}",
+            content_type="application/json"), Outcome.INFRA_ERROR),
+    (Canned(status=200, text='{"choices": ' + "[" * 100_000 + "]" * 100_000 + "}", content_type="application/json"),
+     Outcome.INFRA_ERROR),
+])
+async def test_an_unreadable_or_hostile_body_is_a_recordable_reply(fake_server, canned, outcome):
+    from harness.trajectory import Reply
+
+    reply = await ask(fake_server, canned, retries=0)
+    assert reply.outcome is outcome and reply.error
+    assert Reply.model_validate_json(reply.model_dump_json()).error == reply.error

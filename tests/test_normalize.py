@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.normalize import (
     clean_content,
@@ -15,7 +17,9 @@ from harness.normalize import (
     recover_text_calls,
 )
 from harness.outcomes import Outcome
-from tests.fakeserver import completion, leaked_call_reply, tool_call
+from harness.trajectory import Reply
+from tests import adversarial
+from tests.fakeserver import completion, fake_server, leaked_call_reply, tool_call  # noqa: F401 (fixture)
 
 
 def body_with(*calls, content=None, finish_reason="tool_calls", **extra):
@@ -138,7 +142,8 @@ def test_the_legacy_function_call_field_is_a_call():
 
 # --- leaked calls ----------------------------------------------------------------------------
 
-STYLES = ["tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml"]
+STYLES = ["tool_call_tag", "bare", "parameters", "list", "fenced", "python_tag", "functools", "pythonic", "xml",
+          "string_arguments", "single_quoted", "tool_code", "mistral_args", "functiongemma"]
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -270,3 +275,167 @@ def test_parse_arguments_never_raises():
     for raw in [None, "", "{", "}", "null", "[]", 3, True, ["a"], {"a": 1}, "\x00"]:
         parse_arguments(raw)
         parse_arguments(raw, cut_off=True)
+
+
+# --- adversarial replies: every one ends as a classified, recordable reply ------------------------
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _recordable(reply: Reply) -> None:
+    # what the results file needs: it serialises, and reads back as the same reply
+    text = reply.model_dump_json()
+    assert Reply.model_validate_json(text).model_dump_json() == text
+
+
+def _deep_list(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("body, outcome, why", [
+    (completion({"content": "[" * 1200}), Outcome.OK, None),
+    (completion({"content": "It is \ud800 sunny"}), Outcome.OK, None),
+    (body_with(tool_call("get_weather", raw='{"city": ' + "9" * 5000 + "}")), Outcome.MALFORMED_ARGUMENTS, "5000 digits"),
+    (body_with(tool_call("get_weather", {"city": 10**5000}, as_object=True)), Outcome.MALFORMED_ARGUMENTS, "digits"),
+    (body_with(tool_call("get_weather", raw='{"city": ' + _deep_list(100_000) + "}")), Outcome.MALFORMED_ARGUMENTS, "too deep"),
+    (completion({"content": "[get_weather(city=" + "-" * 1500 + "1)]"}), Outcome.OK, None),
+    (completion({"content": "<|python_tag|>get_weather(city=" + "-" * 1500 + "1)"}), Outcome.OK, None),
+    (completion({"content": '{"name": "get_weather", "arguments": {"city": ' + "9" * 5000 + "}}"}), Outcome.LEAKED_TEXT_CALL, None),
+])
+def test_replies_that_used_to_crash_a_run_are_classified_and_recordable(body, outcome, why):
+    reply = normalize_reply(body)
+    assert reply.outcome is outcome
+    if why:
+        assert why in reply.tool_calls[0].parse_error and reply.tool_calls[0].arguments is None
+    _recordable(reply)
+
+
+def test_a_lone_surrogate_is_replaced_where_it_is_recorded():
+    reply = normalize_reply(body_with(tool_call("get_weather", raw='{"city": "Par\\ud800is"}'), content="x\udfffy"))
+    assert reply.tool_calls[0].arguments == {"city": "Par\ufffdis"} and reply.content == "x\ufffdy"
+    assert "\ud800" not in reply.model_dump_json()
+
+
+def test_huge_numbers_elsewhere_in_the_body_do_not_spoil_the_reply():
+    body = completion({"content": "18 degrees"}, usage={"prompt_tokens": 10**5000, "completion_tokens": 5})
+    reply = normalize_reply(body)
+    assert reply.outcome is Outcome.OK and reply.usage.prompt_tokens is None and reply.usage.completion_tokens == 5
+    _recordable(reply)
+
+
+def test_a_body_nested_past_any_limit_is_kept_cut_and_says_so():
+    nested: dict = {}
+    node = nested
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    reply = normalize_reply(completion({"content": "hi"}, extra=nested))
+    assert reply.outcome is Outcome.OK
+    assert "nested deeper than 64 levels" in reply.model_dump_json()
+    _recordable(reply)
+
+
+@settings(FUZZ, max_examples=200)
+@given(adversarial.bodies(), st.sampled_from([None, 5, 512]))
+def test_fuzz_normalize_reply_always_classifies_and_records(body, max_tokens):
+    reply = normalize_reply(body, max_tokens=max_tokens)
+    assert isinstance(reply.outcome, Outcome)
+    assert all(c.arguments is not None or c.parse_error for c in reply.tool_calls)
+    _recordable(reply)
+
+
+@FUZZ
+@given(adversarial.arguments(), st.booleans())
+def test_fuzz_parse_arguments_returns_an_object_or_a_reason(raw, cut_off):
+    arguments, error, truncated = parse_arguments(raw, cut_off=cut_off)
+    assert (arguments is None) != (error is None)
+    assert not truncated or error
+    if arguments is not None:
+        assert isinstance(arguments, dict)
+        json.loads(json.dumps(arguments, allow_nan=True))
+
+
+# --- through a whole run over real HTTP ----------------------------------------------------------
+
+_OK_BODY = completion({"content": "18 and cloudy"})
+_DEEP = "[" * 100_000 + "]" * 100_000
+# scenario id -> (first reply body as raw JSON text, the outcome the run is scored)
+_HOSTILE = {
+    "brackets": (json.dumps(completion({"content": "[" * 1200})), Outcome.MISSING_CALL),
+    "surrogate": (json.dumps(body_with(tool_call("get_weather", raw='{"city": "Par\\ud800is"}'))), Outcome.VALUE_ERROR),
+    "huge-int-args": (json.dumps(body_with(tool_call("get_weather", raw='{"city": ' + "9" * 5000 + "}"))),
+                      Outcome.MALFORMED_ARGUMENTS),
+    "huge-int-body": (json.dumps(body_with(tool_call("get_weather", {"city": "Paris"}))).replace(
+        '"prompt_tokens": 10', '"prompt_tokens": ' + "9" * 5000), Outcome.OK),
+    "deep-args": (json.dumps(body_with(tool_call("get_weather", raw='{"city": ' + _DEEP + "}"))), Outcome.MALFORMED_ARGUMENTS),
+    "deep-body": ('{"choices": [{"message": {"content": ' + _DEEP + "}}]}", Outcome.INFRA_ERROR),
+    "dashes": (json.dumps(completion({"content": "[get_weather(city=" + "-" * 1500 + "1)]"})), Outcome.MISSING_CALL),
+    "tool-code": (json.dumps(completion({"content": '```tool_code\nget_weather(city="Paris")\n```'})), Outcome.LEAKED_TEXT_CALL),
+}
+
+
+async def test_a_run_over_hostile_replies_records_every_one_with_its_outcome(fake_server, tmp_path):
+    from harness.client import make_client
+    from harness.records import RunConfig, Target, read_results
+    from harness.runner import run_suite
+    from harness.scenario import Scenario
+    from tests.fakeserver import Canned
+
+    scenarios = [Scenario.model_validate({
+        "id": sid, "description": "d", "strata": ["tool_selection"], "tools": ["get_weather"], "system": sid,
+        "world": {"weather": {"Paris": {"temp_c": 18, "conditions": "cloudy"}}},
+        "turns": [{"user": "Weather in Paris?", "expect": [{"call": "get_weather", "args": {"city": "Paris"}}, {"answer": True}]}],
+    }) for sid in _HOSTILE]
+
+    def respond(request):
+        if request["messages"][-1]["role"] == "tool":
+            return _OK_BODY
+        return Canned(text=_HOSTILE[request["messages"][0]["content"]][0], content_type="application/json")
+
+    fake_server.responder = respond
+    out = tmp_path / "results.jsonl"
+    target = Target(name="t", base_url=fake_server.base_url, model="test-model")
+    await run_suite(scenarios, [target], out=out, config=RunConfig(),
+                    client_factory=lambda t: make_client(t, retries=0, wait_initial_s=0.01))
+    results = read_results(out)  # every line reads back
+    got = {r.scenario_id: r.score.outcome for r in results.records}
+    assert got == {sid: outcome for sid, (_, outcome) in _HOSTILE.items()}
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1 + len(_HOSTILE)
+
+
+@pytest.mark.parametrize("raw", ['{"city": NaN}', '{"city": Infinity}', '{"city": 1e999}'])
+def test_numbers_json_cannot_carry_are_malformed_arguments(raw):
+    # sent back in the next request they would make the server refuse it: an infra error for a model fault
+    reply = normalize_reply(body_with(tool_call("get_weather", raw=raw)))
+    assert reply.outcome is Outcome.MALFORMED_ARGUMENTS and "non-finite" in reply.tool_calls[0].parse_error
+
+
+@settings(FUZZ, max_examples=60)
+@given(adversarial.bodies())
+def test_fuzz_a_hostile_reply_runs_scores_and_records_like_any_other(body):
+    import asyncio
+
+    from harness.loop import run_scenario
+    from harness.records import RunRecord
+    from harness.scenario import Scenario
+    from harness.scoring import score_scenario
+
+    scenario = Scenario.model_validate({
+        "id": "fuzz", "description": "d", "strata": ["tool_selection"], "tools": ["get_weather"],
+        "world": {"weather": {"Paris": {"temp_c": 18, "conditions": "cloudy"}}},
+        "turns": [{"user": "Weather in Paris?", "expect": [{"call": "get_weather", "args": {"city": "Paris"}}, {"answer": True}]}],
+    })
+
+    class Client:
+        replies = [normalize_reply(body)]
+
+        async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+            return self.replies.pop(0) if self.replies else normalize_reply(_OK_BODY)
+
+    trajectory = asyncio.run(run_scenario(scenario, Client(), target="t"))
+    score = score_scenario(scenario, trajectory)
+    assert isinstance(score.outcome, Outcome)
+    record = RunRecord(run_id="r", target="t", scenario_id="fuzz", scenario_hash="h", strata=["tool_selection"], epoch=0,
+                       trajectory=trajectory, score=score)
+    line = record.model_dump_json()
+    assert RunRecord.model_validate(json.loads(line)).score.outcome is score.outcome
