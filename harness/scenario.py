@@ -103,6 +103,10 @@ class Matcher(_Strict):
     def _scalar_means_equals(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return {"equals": data}
+        contains = data.get("contains")
+        # a number to find in text (`contains: 18`, or a family's "${temp}") is searched for as written
+        if isinstance(contains, (int, float)) and not isinstance(contains, bool):
+            data = {**data, "contains": str(contains)}
         return data
 
     @model_validator(mode="after")
