@@ -635,7 +635,6 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
     combos = [dict(zip(keys, values)) for values in itertools.product(*(family.product or {}).values())] or [{}]
     scenarios: list[Scenario] = []
     problems: list[ScenarioProblem] = []
-    used_anywhere: set[str] = set()
     numbered = not _PLACEHOLDER.search(str(family.template.get("id", "")))
     n = 0
     for r_index, base in enumerate(rows):
@@ -646,7 +645,6 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
             values = {"n": n, **base, **combo}
             used: set[str] = set()
             doc = _fill(family.template, values, used)
-            used_anywhere |= used
             label = f"family {family.family!r}, instance {n}" + (f" (row {r_index + 1})" if family.rows else "")
 
             def problem(line: int | None, field: str | None, message: str) -> None:
@@ -668,11 +666,6 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
             if scenario is not None:
                 scenario.source_line = row_line
                 scenarios.append(scenario)
-    for name in sorted(set().union(*rows, *(combos or [{}])) - used_anywhere - {"n"}):
-        problems.append(ScenarioProblem(file=file, line=rows_node.start_mark.line + 1 if rows_node is not None else None,
-                                        field="rows" if family.rows else "product",
-                                        message=f"value {name!r} is given but ${{{name}}} appears nowhere in the template "
-                                                f"(family {family.family!r}): a misspelt placeholder?"))
     return scenarios, problems
 
 
