@@ -431,7 +431,7 @@ def validate(paths: tuple[str, ...]) -> None:
             strata[str(s)] = strata.get(str(s), 0) + 1
     families = _families(scenarios)
     in_families = sum(families.values())
-    grouped = f", {in_families} of them in {len(families)} families" if families else ""
+    grouped = f", {in_families} of them in {len(families)} famil{'y' if len(families) == 1 else 'ies'}" if families else ""
     click.echo(f"{len(scenarios)} scenarios OK{grouped} (" + ", ".join(f"{k} {v}" for k, v in sorted(strata.items())) + ")")
 
 

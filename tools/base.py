@@ -132,15 +132,20 @@ class MockTool:
             if info.description is None and p.name in arg_docs:
                 info.description = arg_docs[p.name]
             fields[p.name] = (hints[p.name], info)
+        self._parameters: dict[str, Any] | None = None
         self.arguments_model = create_model(
             f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
 
     def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
         """The JSON Schema of the arguments (an object schema, `additionalProperties: false`)."""
-        schema = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
-        schema.setdefault("properties", {})
-        schema.setdefault("required", [])
+        # generating it takes milliseconds and every run asks for it: build once, hand out copies
+        if self._parameters is None:
+            built = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
+            built.setdefault("properties", {})
+            built.setdefault("required", [])
+            self._parameters = built
+        schema = copy.deepcopy(self._parameters)
         if strip_descriptions:
             for prop in schema["properties"].values():
                 prop.pop("description", None)
