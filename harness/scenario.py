@@ -649,7 +649,7 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
 
             def problem(line: int | None, field: str | None, message: str) -> None:
                 problems.append(ScenarioProblem(file=file, line=line, field=field, row_line=row_line,
-                                                message=f"{message} [{label}]"))
+                                                message=f"{label}: {message}"))
 
             missing = _unfilled(doc)
             if missing:
@@ -981,12 +981,12 @@ def _load_file_or_raise(path: Path, known_tools: set[str] | None) -> tuple[list[
                     for loc, message in _tool_problems(sc, known_tools):
                         found_problems.append(ScenarioProblem(
                             file=file, line=_node_line(_child(node, "template"), loc), field=".".join(map(str, loc)),
-                            row_line=sc.source_line, message=f"{message} [family {family.family!r}, {sc.id}]"))
+                            row_line=sc.source_line, message=f"{message} (family {family.family!r}, {sc.id})"))
                 unknown = sorted({t for sc in found for t in sc.tools if t not in known_tools})
                 for name in unknown:
                     found_problems.append(ScenarioProblem(
                         file=file, line=_scalar_line(_child(_child(node, "template"), "tools"), name), field="template.tools",
-                        message=_unknown_tool(name, known_tools) + f" [family {family.family!r}]"))
+                        message=_unknown_tool(name, known_tools) + f" (family {family.family!r})"))
             problems += found_problems
             scenarios += found
             continue
