@@ -40,11 +40,12 @@ def _default_scenarios() -> list[str]:
     raise HarnessError("no scenario paths given and no built-in scenarios/ folder found next to the package")
 
 
-def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...]) -> list[Any]:
+def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], tool_modules: tuple[str, ...] = ()) -> list[Any]:
     from harness.scenario import ScenarioError, load_scenarios
 
     try:
-        scenarios = load_scenarios(list(paths) or _default_scenarios(), tags=list(tags) or None, ids=list(ids) or None)
+        scenarios = load_scenarios(list(paths) or _default_scenarios(), tags=list(tags) or None, ids=list(ids) or None,
+                                   tool_modules=list(tool_modules) or None)
     except ScenarioError as exc:
         n = len(exc.problems)
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
@@ -422,9 +423,11 @@ def _families(scenarios: list[Any]) -> dict[str, int]:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-def validate(paths: tuple[str, ...]) -> None:
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...]) -> None:
     """Check scenario files; report every problem with file, line and field."""
-    scenarios = _load(paths, (), ())
+    scenarios = _load(paths, (), (), tool_modules)
     strata: dict[str, int] = {}
     for sc in scenarios:
         for s in sc.strata:
@@ -440,15 +443,17 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag, stratum, id or family (repeatable).")
 @click.option("--family", "families", multiple=True, help="Only the instances of this family (repeatable).")
 @click.option("--families", "by_family", is_flag=True, help="One row per family (and per scenario outside any), with instance counts.")
-def list_(paths: tuple[str, ...], tags: tuple[str, ...], families: tuple[str, ...], by_family: bool) -> None:
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], families: tuple[str, ...], by_family: bool) -> None:
     """List scenarios with their strata, tags, family and what each is designed to catch."""
     from rich.table import Table
 
-    scenarios = _load(paths, tags, ())
+    scenarios = _load(paths, tags, (), tool_modules)
     if families:
         scenarios = [sc for sc in scenarios if sc.family in set(families)]
         if not scenarios:
-            known = sorted(_families(_load(paths, (), ())))
+            known = sorted(_families(_load(paths, (), (), tool_modules)))
             raise HarnessError(f"no family {list(families)}; families: {', '.join(known) or 'none'}")
     if by_family:
         table = Table("family / id", "instances", "strata", "tags", "catches")
@@ -475,12 +480,14 @@ def list_(paths: tuple[str, ...], tags: tuple[str, ...], families: tuple[str, ..
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag, stratum, id or family (repeatable).")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object per scenario.")
-def selfcheck(paths: tuple[str, ...], tags: tuple[str, ...], json_out: bool) -> None:
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def selfcheck(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], json_out: bool) -> None:
     """Replay every scenario's expected trajectory through the real loop and scorers (it must pass),
     and a wrong first move (it must fail): is each scenario passable, and can it fail?"""
     from harness.selfcheck import selfcheck as run_selfcheck
 
-    scenarios = _load(paths, tags, ())
+    scenarios = _load(paths, tags, (), tool_modules)
     found = asyncio.run(run_selfcheck(scenarios))
     bad = [c for c in found if c.status != "ok"]
     if json_out:

@@ -411,7 +411,9 @@ class Scenario(_Strict):
     system: str = "You are a helpful assistant. Use the tools when they help; ask when information is missing."
     """System prompt."""
     tools: list[str] = Field(default_factory=list)
-    """Names of the registry mock tools offered (see `tools/`)."""
+    """Names of the registry mock tools offered (see `tools/`, and `tool_modules`)."""
+    tool_modules: list[str] = Field(default_factory=list)
+    """Your own mock tools: `.py` files (relative to this scenario file) or module names, imported when the file loads."""
     inline_tools: list[InlineTool] = Field(default_factory=list)
     """Tools defined right here by schema; offered together with `tools`."""
     world: dict[str, Any] = Field(default_factory=dict)
@@ -931,6 +933,35 @@ def _tool_problems(scenario: Scenario, known_tools: set[str]) -> list[tuple[tupl
     return out
 
 
+def _import_tool_modules(docs: list[Any], root: yaml.Node | None, is_list: bool, path: Path,
+                         known_tools: set[str] | None) -> list[ScenarioProblem]:
+    """Import the `tool_modules` the file names (before tool names are checked); add their tools to `known_tools`."""
+    from tools import ToolModuleError, load_tool_module
+
+    problems: list[ScenarioProblem] = []
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            continue
+        node = root.value[i] if is_list and isinstance(root, yaml.SequenceNode) else root
+        holder, loc = (doc.get("template"), ("template", "tool_modules")) if isinstance(doc.get("template"), dict) \
+            else (doc, ("tool_modules",))
+        specs = holder.get("tool_modules") if isinstance(holder, dict) else None
+        if not isinstance(specs, list):
+            continue
+        for k, spec in enumerate(specs):
+            if not isinstance(spec, str):
+                continue
+            try:
+                added = load_tool_module(spec, base=str(path.parent))
+            except ToolModuleError as exc:
+                problems.append(ScenarioProblem(file=str(path), line=_node_line(node, loc + (k,)),
+                                                field=".".join(map(str, loc + (k,))), message=str(exc)))
+                continue
+            if known_tools is not None:
+                known_tools.update(added)
+    return problems
+
+
 def load_scenario_file(path: str | Path, *, known_tools: set[str] | None = None) -> list[Scenario]:
     """Load one YAML file holding a scenario or family (a mapping) or several (a list of mappings).
 
@@ -959,7 +990,7 @@ def _load_file_or_raise(path: Path, known_tools: set[str] | None) -> tuple[list[
     is_list = isinstance(data, list)
     docs = data if is_list else [data]
     scenarios: list[Scenario] = []
-    problems: list[ScenarioProblem] = []
+    problems: list[ScenarioProblem] = _import_tool_modules(docs, root, is_list, path, known_tools)
     for i, doc in enumerate(docs):
         node = root.value[i] if is_list and isinstance(root, yaml.SequenceNode) and i < len(root.value) else root
         if not isinstance(doc, dict):
@@ -1028,19 +1059,26 @@ def load_scenarios(
     ids: list[str] | None = None,
     families: list[str] | None = None,
     known_tools: set[str] | None = None,
+    tool_modules: list[str] | None = None,
 ) -> list[Scenario]:
     """Load every scenario under `paths` (families expanded), keep those selected, check tool names.
 
     `tags` keeps scenarios with any of these tags, strata, ids or family ids; `ids` and `families`
-    keep exactly those. Raises `ScenarioError` listing every problem in every file (not just the first).
+    keep exactly those. `tool_modules` (files or module names) are imported first, like a file's own
+    `tool_modules:`, so that their tools are known. Raises `ScenarioError` listing every problem in every file (not just the first).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    if known_tools is None:
-        from tools import registry
+    from tools import ToolModuleError, load_tool_module, registry
 
-        known_tools = set(registry.names())
     problems: list[ScenarioProblem] = []
+    for spec in tool_modules or []:
+        try:
+            load_tool_module(spec)
+        except ToolModuleError as exc:
+            problems.append(ScenarioProblem(file=spec, message=str(exc)))
+    # a copy: tool modules that files name add to it as they load
+    known_tools = set(known_tools) if known_tools is not None else set(registry.names())
     loaded: list[Scenario] = []
     for root in map(Path, paths):
         if not root.exists():
