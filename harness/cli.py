@@ -467,7 +467,7 @@ def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str
             table.add_row(key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
                           ", ".join(sc.tags), sc.catches or "")
         Console().print(table)
-        Console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} families, "
+        Console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
                         f"{len(scenarios) - sum(counts.values())} on their own")
         return
     table = Table("id", "family", "strata", "tags", "turns", "catches")

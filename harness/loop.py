@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 from jsonschema import Draft202012Validator
 
+from harness.knobs import harden, pad_result
 from harness.outcomes import Outcome
 from harness.records import Sampling
 from harness.scenario import Difficulty, FewShotMessage, InlineTool, Scenario
@@ -90,11 +91,10 @@ def _registry_runner(name: str) -> Any:
 def build_toolset(scenario: Scenario, difficulty: Difficulty | None = None) -> ToolSet:
     """The tools a run offers: the scenario's registry and inline tools, as `knobs.harden` left them.
 
-    A `difficulty` given here is applied first (`knobs.harden`), for callers that did not.
+    A `difficulty` given here, or the scenario's own, is applied first (`knobs.harden`, which does
+    nothing more to a scenario it already hardened).
     """
-    from harness.knobs import harden, pad_result
-
-    if difficulty is not None:
+    if difficulty is not None or scenario.difficulty != Difficulty():
         scenario = harden(scenario, difficulty)
     strip = scenario.difficulty.strip_descriptions
     toolset = ToolSet()
@@ -234,8 +234,6 @@ async def run_scenario(
     tool_choice: str | None = "auto",
 ) -> Trajectory:
     """Run one scenario to its end (or to the first fatal failure) and return the full trajectory."""
-    from harness.knobs import harden
-
     sampling = sampling or Sampling()
     # every knob is applied here, once, as a transform of the scenario; the loop below knows none of them
     scenario = harden(scenario, difficulty)

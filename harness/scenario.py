@@ -636,7 +636,7 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
     keys = list(family.product or {})
     combos = [dict(zip(keys, values)) for values in itertools.product(*(family.product or {}).values())] or [{}]
     scenarios: list[Scenario] = []
-    problems: list[ScenarioProblem] = []
+    raw: list[tuple[int | None, str | None, str, int | None, str]] = []
     numbered = not _PLACEHOLDER.search(str(family.template.get("id", "")))
     n = 0
     for r_index, base in enumerate(rows):
@@ -650,8 +650,7 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
             label = f"family {family.family!r}, instance {n}" + (f" (row {r_index + 1})" if family.rows else "")
 
             def problem(line: int | None, field: str | None, message: str) -> None:
-                problems.append(ScenarioProblem(file=file, line=line, field=field, row_line=row_line,
-                                                message=f"{label}: {message}"))
+                raw.append((line, field, message, row_line, label))
 
             missing = _unfilled(doc)
             if missing:
@@ -668,6 +667,21 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
             if scenario is not None:
                 scenario.source_line = row_line
                 scenarios.append(scenario)
+    # one mistake in the template shows in every instance: say it once, with the rows it hit
+    grouped: dict[tuple[int | None, str | None, str], list[tuple[int | None, str]]] = {}
+    for line, field, message, row_line, label in raw:
+        grouped.setdefault((line, field, message), []).append((row_line, label))
+    problems: list[ScenarioProblem] = []
+    for (line, field, message), hits in grouped.items():
+        if len(hits) == 1:
+            problems.append(ScenarioProblem(file=file, line=line, field=field, row_line=hits[0][0],
+                                            message=f"{hits[0][1]}: {message}"))
+            continue
+        rows = sorted({r for r, _ in hits if r is not None})
+        shown = ", ".join(map(str, rows[:8])) + (", ..." if len(rows) > 8 else "")
+        problems.append(ScenarioProblem(file=file, line=line, field=field, message=(
+            f"family {family.family!r}, {len(hits)} of {n} instances: {message} "
+            f"(row{'s' if len(hits) > 1 else ''} at line{'s' if len(rows) > 1 else ''} {shown})")))
     return scenarios, problems
 
 

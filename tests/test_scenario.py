@@ -338,3 +338,31 @@ def test_a_family_needs_values_and_is_in_the_editor_schema(tmp_path):
     validator = jsonschema.Draft202012Validator(scenario_json_schema())
     assert not list(validator.iter_errors(yaml.safe_load(FAMILY)))
     assert list(validator.iter_errors([{"family": "x", "rows": [{}], "template": {}, "extra": 1}]))
+
+
+def test_a_mistake_in_the_template_is_reported_once_with_the_rows_it_hit(tmp_path):
+    bad = FAMILY.replace("    tags: [weather]\n", "    tags: [weather]\n    max_steps: 0\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenarios(write(tmp_path, bad))
+    [problem] = info.value.problems
+    assert problem.field == "max_steps" and problem.line == 14
+    assert "family 'weather-now', 4 of 4 instances" in problem.message and "lines 4, 5" in problem.message
+
+
+def test_list_shows_families_with_their_instance_counts_and_selects_one(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    write(tmp_path, FAMILY, "fam.yaml")
+    write(tmp_path, GOOD, "one.yaml")
+    result = CliRunner().invoke(main, ["list", str(tmp_path), "--families"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "weather-now" in result.output and "│ 4 " in result.output and "demo-1" in result.output
+    assert "5 scenarios: 4 in 1 family, 1 on their own" in result.output
+    result = CliRunner().invoke(main, ["list", str(tmp_path), "--family", "weather-now"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "weather-now-Oslo-celsius" in result.output and "demo-1" not in result.output
+    result = CliRunner().invoke(main, ["list", str(tmp_path), "--family", "nope"])
+    assert result.exit_code == 2 and "families: weather-now" in result.output
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert "5 scenarios OK, 4 of them in 1 family" in result.output
