@@ -1,4 +1,4 @@
-"""The `harness` command: run, compare, demo, validate, report, import, schema.
+"""The `harness` command: run, compare, demo, validate, list, selfcheck, report, import, schema.
 
 User errors (bad scenario files, unreachable servers, unknown models) end with one paragraph that
 says what and where, and a distinct exit code; never a traceback.
@@ -40,11 +40,12 @@ def _default_scenarios() -> list[str]:
     raise HarnessError("no scenario paths given and no built-in scenarios/ folder found next to the package")
 
 
-def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...]) -> list[Any]:
+def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], tool_modules: tuple[str, ...] = ()) -> list[Any]:
     from harness.scenario import ScenarioError, load_scenarios
 
     try:
-        scenarios = load_scenarios(list(paths) or _default_scenarios(), tags=list(tags) or None, ids=list(ids) or None)
+        scenarios = load_scenarios(list(paths) or _default_scenarios(), tags=list(tags) or None, ids=list(ids) or None,
+                                   tool_modules=list(tool_modules) or None)
     except ScenarioError as exc:
         n = len(exc.problems)
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
@@ -458,28 +459,66 @@ def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_
 # -- files ---------------------------------------------------------------------------------------
 
 
+def _families(scenarios: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sc in scenarios:
+        if sc.family:
+            counts[sc.family] = counts.get(sc.family, 0) + 1
+    return counts
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-def validate(paths: tuple[str, ...]) -> None:
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...]) -> None:
     """Check scenario files; report every problem with file, line and field."""
-    scenarios = _load(paths, (), ())
+    scenarios = _load(paths, (), (), tool_modules)
     strata: dict[str, int] = {}
     for sc in scenarios:
         for s in sc.strata:
             strata[str(s)] = strata.get(str(s), 0) + 1
-    click.echo(f"{len(scenarios)} scenarios OK (" + ", ".join(f"{k} {v}" for k, v in sorted(strata.items())) + ")")
+    families = _families(scenarios)
+    in_families = sum(families.values())
+    grouped = f", {in_families} of them in {len(families)} famil{'y' if len(families) == 1 else 'ies'}" if families else ""
+    click.echo(f"{len(scenarios)} scenarios OK{grouped} (" + ", ".join(f"{k} {v}" for k, v in sorted(strata.items())) + ")")
 
 
 @main.command(name="list")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--tag", "tags", multiple=True)
-def list_(paths: tuple[str, ...], tags: tuple[str, ...]) -> None:
-    """List scenarios with their strata, tags and what each is designed to catch."""
+@click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag, stratum, id or family (repeatable).")
+@click.option("--family", "families", multiple=True, help="Only the instances of this family (repeatable).")
+@click.option("--families", "by_family", is_flag=True, help="One row per family (and per scenario outside any), with instance counts.")
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], families: tuple[str, ...], by_family: bool) -> None:
+    """List scenarios with their strata, tags, family and what each is designed to catch."""
     from rich.table import Table
 
-    table = Table("id", "strata", "tags", "turns", "catches")
-    for sc in _load(paths, tags, ()):
-        table.add_row(sc.id, ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
+    scenarios = _load(paths, tags, (), tool_modules)
+    if families:
+        scenarios = [sc for sc in scenarios if sc.family in set(families)]
+        if not scenarios:
+            known = sorted(_families(_load(paths, (), (), tool_modules)))
+            raise HarnessError(f"no family {list(families)}; families: {', '.join(known) or 'none'}")
+    if by_family:
+        table = Table("family / id", "instances", "strata", "tags", "catches")
+        seen: set[str] = set()
+        counts = _families(scenarios)
+        for sc in scenarios:
+            key = sc.family or sc.id
+            if key in seen:
+                continue
+            seen.add(key)
+            table.add_row(key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
+                          ", ".join(sc.tags), sc.catches or "")
+        Console().print(table)
+        Console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
+                        f"{len(scenarios) - sum(counts.values())} on their own")
+        return
+    table = Table("id", "family", "strata", "tags", "turns", "catches")
+    for sc in scenarios:
+        table.add_row(sc.id, sc.family or "", ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
     Console().print(table)
 
 
@@ -524,6 +563,34 @@ def plan(tolerance: float, discordance: str, delta: float, power: float, exact: 
                   "Scenarios are the unit: epochs at temperature 0 are near-copies and add no evidence. To measure "
                   "run-to-run variability, sample at temperature > 0 with --epochs; scenario families count their "
                   "correlated instances as fewer units.")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag, stratum, id or family (repeatable).")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object per scenario.")
+@click.option("--tools-module", "tool_modules", multiple=True,
+              help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
+def selfcheck(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], json_out: bool) -> None:
+    """Replay every scenario's expected trajectory through the real loop and scorers (it must pass),
+    and a wrong first move (it must fail): is each scenario passable, and can it fail?"""
+    from harness.selfcheck import selfcheck as run_selfcheck
+
+    scenarios = _load(paths, tags, (), tool_modules)
+    found = asyncio.run(run_selfcheck(scenarios))
+    bad = [c for c in found if c.status != "ok"]
+    if json_out:
+        for c in found:
+            click.echo(c.model_dump_json())
+    else:
+        for c in bad:
+            click.echo(f"{c.source}: {c.scenario_id}: {c.status}: {c.reason}")
+        counts: dict[str, int] = {}
+        for c in found:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        click.echo(f"{len(found)} scenarios self-checked: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if bad:
+        sys.exit(int(ExitCode.BAD_INPUT))
 
 
 @main.command()

@@ -1,7 +1,9 @@
 """Difficulty knobs: make a scenario harder without rewriting it.
 
-Pure functions the loop calls: extra distractor tools from other domains, stripped argument
-descriptions, unrelated finished exchanges before the conversation, and padded list results.
+`harden` is one Scenario -> Scenario transform applied before the loop: distractor tools from other
+domains join `tools`, unrelated finished exchanges join the front of `few_shot`, and the knobs that
+act on what the model sees (stripped argument descriptions, padded list results, via `pad_result`)
+stay in the hardened scenario's `difficulty` for the tool set to read.
 Everything is deterministic given the scenario id, so two runs of a target see the same prompt.
 """
 
@@ -13,7 +15,7 @@ import random
 import re
 from typing import Any
 
-from harness.scenario import Difficulty, Scenario
+from harness.scenario import Difficulty, FewShotMessage, Scenario
 from tools import MockTool, registry
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "KnobError",
     "parse_knobs",
     "merge_difficulty",
+    "harden",
     "distractor_names",
     "offered_tools",
     "tool_schemas",
@@ -91,6 +94,32 @@ def merge_difficulty(base: Difficulty | None, overrides: dict[str, Any] | Diffic
         overrides = overrides.model_dump(exclude_unset=True)
     merged.update(overrides or {})
     return Difficulty.model_validate(merged)
+
+
+# -- the transform -------------------------------------------------------------------------------
+
+
+def harden(scenario: Scenario, difficulty: Difficulty | dict[str, Any] | None = None) -> Scenario:
+    """The scenario with its knobs (and `difficulty` overrides on top, knob by knob) applied.
+
+    A new scenario comes back (the given one is not changed): distractors appended to `tools`, the
+    history prepended to `few_shot`, and a `difficulty` holding only what is left for the tool set
+    (`strip_descriptions`, `long_outputs`), so hardening twice changes nothing more.
+    """
+    if isinstance(difficulty, Difficulty) or difficulty is None:
+        merged = difficulty if difficulty is not None else scenario.difficulty
+    else:
+        merged = merge_difficulty(scenario.difficulty, difficulty)
+    if merged == Difficulty() and scenario.difficulty == Difficulty():
+        return scenario
+    history = [FewShotMessage(role=m["role"], content=m["content"]) for m in history_prefix(scenario, merged)]
+    return scenario.model_copy(update={
+        "tools": [*scenario.tools, *distractor_names(scenario, merged)],
+        "few_shot": [*history, *scenario.few_shot],
+        "difficulty": Difficulty(strip_descriptions=merged.strip_descriptions, long_outputs=merged.long_outputs),
+        "source": scenario.source,
+        "source_line": scenario.source_line,
+    })
 
 
 # -- tools ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 from jsonschema import Draft202012Validator
 
+from harness.knobs import harden, pad_result
 from harness.outcomes import Outcome
 from harness.records import Sampling
 from harness.scenario import Difficulty, FewShotMessage, InlineTool, Scenario
@@ -65,7 +66,14 @@ class ToolSet:
 
 
 def _inline_runner(tool: InlineTool) -> Any:
+    from harness.scoring import match_value
+
     def run(world: World, arguments: dict[str, Any], nth: int) -> Any:
+        for case in tool.cases:
+            if all(match_value(m, *([arguments[k]] if k in arguments else []))[0] is Outcome.OK for k, m in case.when.items()):
+                if case.error is not None:
+                    raise ToolError(case.error)
+                return case.result
         if tool.results:
             return tool.results[min(nth, len(tool.results)) - 1]
         return tool.result
@@ -81,16 +89,16 @@ def _registry_runner(name: str) -> Any:
 
 
 def build_toolset(scenario: Scenario, difficulty: Difficulty | None = None) -> ToolSet:
-    """The tools a run offers: the scenario's registry and inline tools, plus any difficulty distractors."""
-    difficulty = difficulty or scenario.difficulty
-    strip = difficulty.strip_descriptions
-    toolset = ToolSet()
-    names = list(scenario.tools)
-    if difficulty.distractor_tools:
-        from harness import knobs
+    """The tools a run offers: the scenario's registry and inline tools, as `knobs.harden` left them.
 
-        names += knobs.distractor_names(scenario, difficulty.distractor_tools)
-    for name in names:
+    A `difficulty` given here, or the scenario's own, is applied first (`knobs.harden`, which does
+    nothing more to a scenario it already hardened).
+    """
+    if difficulty is not None or scenario.difficulty != Difficulty():
+        scenario = harden(scenario, difficulty)
+    strip = scenario.difficulty.strip_descriptions
+    toolset = ToolSet()
+    for name in scenario.tools:
         tool = registry[name]
         toolset.tools[name] = _Offered(
             name=name,
@@ -111,11 +119,9 @@ def build_toolset(scenario: Scenario, difficulty: Difficulty | None = None) -> T
             parameters=params,
             run=_inline_runner(inline),
         )
-    if difficulty.long_outputs:
-        from harness import knobs
-
-        n = difficulty.long_outputs
-        toolset.result_hook = lambda tool_name, result: knobs.pad_result(result, n, tool_name)
+    if scenario.difficulty.long_outputs:
+        n = scenario.difficulty.long_outputs
+        toolset.result_hook = lambda tool_name, result: pad_result(result, n, tool_name)
     return toolset
 
 
@@ -229,18 +235,15 @@ async def run_scenario(
 ) -> Trajectory:
     """Run one scenario to its end (or to the first fatal failure) and return the full trajectory."""
     sampling = sampling or Sampling()
-    difficulty = difficulty or scenario.difficulty
-    toolset = build_toolset(scenario, difficulty)
+    # every knob is applied here, once, as a transform of the scenario; the loop below knows none of them
+    scenario = harden(scenario, difficulty)
+    toolset = build_toolset(scenario)
     world = World(scenario.world)
     executor = _Executor(scenario, toolset, world)
     bound = log.bind(scenario=scenario.id, target=target, epoch=epoch)
 
     # an empty system prompt sends none (BFCL's FC mode sends none; an empty one still shifts templates)
     messages: list[dict[str, Any]] = [{"role": "system", "content": scenario.system}] if scenario.system else []
-    if difficulty.history_turns:
-        from harness import knobs
-
-        messages += knobs.history_prefix(scenario, difficulty.history_turns)
     messages += few_shot_messages(scenario.few_shot)
 
     trajectory = Trajectory(

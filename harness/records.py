@@ -141,6 +141,8 @@ class RunRecord(_Model):
     scenario_hash: str
     strata: list[str]
     tags: list[str] = Field(default_factory=list)
+    family: str | None = None
+    """The scenario family this run's scenario is an instance of (instances are correlated; None: no family)."""
     epoch: int
     trajectory: Trajectory
     score: ScenarioScore

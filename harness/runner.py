@@ -122,6 +122,7 @@ async def run_suite(
                             scenario_hash=sc.content_hash,
                             strata=[str(s) for s in sc.strata],
                             tags=sc.tags,
+                            family=sc.family,
                             epoch=epoch,
                             trajectory=trajectory,
                             score=score,

@@ -152,3 +152,28 @@ async def test_the_loop_applies_every_knob():
     assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert len(trajectory.steps[0].executions[0].result["trains"]) == 5
     assert all("description" not in p for t in first["tools"] for p in t["function"]["parameters"]["properties"].values())
+
+
+def test_harden_is_one_pure_transform_and_hardening_twice_adds_nothing():
+    sc = scenario(difficulty={"distractor_tools": 2, "history_turns": 2, "long_outputs": 3, "strip_descriptions": True})
+    hard = knobs.harden(sc)
+    assert sc.tools == ["search_trains", "search_flights"] and not sc.few_shot  # the original is untouched
+    assert hard.tools[:2] == sc.tools and len(hard.tools) == 4
+    assert [m.role for m in hard.few_shot] == ["user", "assistant", "user", "assistant"]
+    assert hard.difficulty == Difficulty(long_outputs=3, strip_descriptions=True)
+    assert knobs.harden(hard) == hard
+    assert hard.id == sc.id and hard.content_hash != sc.content_hash
+    # overrides win knob by knob, and no knobs at all gives the scenario back as it is
+    assert len(knobs.harden(sc, {"distractor_tools": 0}).tools) == 2
+    plain = scenario()
+    assert knobs.harden(plain) is plain
+
+
+async def test_the_loop_sees_exactly_the_hardened_scenario():
+    sc = scenario(difficulty={"distractor_tools": 2, "history_turns": 1})
+    script = [calls(call("search_trains", origin="Paris", destination="Lyon", date="2026-05-02")), text("08:00")]
+    via_knobs, via_transform = ScriptedClient(list(script)), ScriptedClient(list(script))
+    await run_scenario(sc, via_knobs, target="t")
+    await run_scenario(knobs.harden(sc), via_transform, target="t")
+    assert via_knobs.requests[0]["tools"] == via_transform.requests[0]["tools"]
+    assert via_knobs.requests[0]["messages"] == via_transform.requests[0]["messages"]

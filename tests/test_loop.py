@@ -133,3 +133,18 @@ async def test_inline_tools_validate_and_return_canned_results():
     traj = await run_scenario(sc, client, target="t")
     results = [(e.result, e.schema_valid) for e in traj.executions()]
     assert results == [({"v": 1}, True), ({"v": 2}, True), (None, False)]
+
+
+async def test_inline_tools_can_answer_by_their_arguments():
+    sc = Scenario.model_validate({
+        "id": "inline-cases", "description": "d", "strata": ["tool_selection"],
+        "inline_tools": [{"name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}},
+                          "cases": [{"when": {"sku": "MUG-12"}, "result": {"in_stock": 4}},
+                                    {"when": {"sku": {"regex": "^ZZ"}}, "error": "discontinued"}],
+                          "result": {"in_stock": 0}}],
+        "turns": [{"user": "go", "expect": [{"call": "stock"}]}],
+    })
+    client = ScriptedClient([calls(call("stock", _id="1", sku="mug-12"), call("stock", _id="2", sku="ZZ-9"),
+                                   call("stock", _id="3", sku="LMP-7")), text("done")])
+    traj = await run_scenario(sc, client, target="t")
+    assert [(e.result, e.error) for e in traj.executions()] == [({"in_stock": 4}, None), (None, "discontinued"), ({"in_stock": 0}, None)]

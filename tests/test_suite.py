@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from harness.loop import run_scenario
 from harness.outcomes import Outcome, Stratum
-from harness.scenario import AnswerStep, AnyOrderStep, ArgSpec, AskStep, CallStep, Difficulty, Matcher, Scenario, load_scenarios
-from harness.scoring import resolve_path, score_scenario
-from harness.trajectory import Reply, ToolCall
+from harness.scenario import AnswerStep, AnyOrderStep, AskStep, CallStep, Difficulty, Scenario, load_scenarios
+from harness.selfcheck import OracleClient, replay, selfcheck_scenario
 from tools import registry
 
 ROOT = Path(__file__).resolve().parents[1] / "scenarios"
@@ -26,29 +24,54 @@ SUITE = [p for p in sorted(ROOT.iterdir()) if p.is_dir() and p.name != "smoke"]
 SCENARIOS = load_scenarios(SUITE)
 BY_ID = {s.id: s for s in SCENARIOS}
 
-# answers the oracle cannot derive from a matcher (a regex): what a good model would say
-ANSWERS = {
-    "orders-irrelevant-cooking-question": "Mix regular milk with a tablespoon of lemon juice and let it sit five minutes.",
-    "calendar-reschedule-not-organizer": "I couldn't move it: the demo is organised by kai@vendorly.com, so only Kai can.",
-}
-
-_MISSING = object()
-_NOT_FOUND = resolve_path({}, "nothing")  # what resolve_path returns for a path that is not there
-
-
 # -- the suite's shape ---------------------------------------------------------------------------
 
 
-def test_suite_is_big_enough_and_spans_domains():
-    assert len(SCENARIOS) >= 40
-    domains = {t for s in SCENARIOS for t in s.tags} & set(registry.by_domain())
-    assert len(domains - {"weather", "email"}) >= 4, domains
+DOMAINS = {"weather": "weather/email", "email": "weather/email", "calendar": "calendar", "files": "files",
+           "orders": "orders", "travel": "travel", "units": "units"}
 
 
-def test_every_stratum_has_at_least_six_scenarios():
+def _domain(s: Scenario) -> str:
+    return next(DOMAINS[t] for t in s.tags if t in DOMAINS)
+
+
+def _tool_steps(s: Scenario) -> int:
+    return sum(len(step.any_order) if isinstance(step, AnyOrderStep) else isinstance(step, CallStep) for _, step in s.expected_steps())
+
+
+def test_suite_is_big_enough_to_decide_and_spans_the_six_domains():
+    # a 5-point non-inferiority claim needs a few hundred items; 300 is the floor the issue set
+    assert len(SCENARIOS) >= 300, len(SCENARIOS)
+    per_domain = Counter(_domain(s) for s in SCENARIOS)
+    assert set(per_domain) == set(DOMAINS.values()), per_domain
+    assert min(per_domain.values()) >= 30, per_domain
+
+
+def test_every_stratum_has_at_least_forty_scenarios():
     counts = Counter(str(st) for s in SCENARIOS for st in s.strata)
-    thin = {str(st): counts[str(st)] for st in Stratum if counts[str(st)] < 6}
-    assert not thin, f"strata with fewer than 6 scenarios: {thin}"
+    thin = {str(st): counts[str(st)] for st in Stratum if counts[str(st)] < 40}
+    assert not thin, f"strata with fewer than 40 scenarios: {thin}"
+
+
+def test_depth_is_well_represented():
+    deep = [s.id for s in SCENARIOS if _tool_steps(s) >= 3]
+    assert len(deep) >= 0.2 * len(SCENARIOS), (len(deep), len(SCENARIOS))
+    assert len({_domain(BY_ID[i]) for i in deep}) >= 5
+
+
+def test_smoke_stays_small_and_hand_written():
+    smoke = load_scenarios(ROOT / "smoke")
+    assert sorted(s.id for s in smoke) == [
+        "smoke-email-args", "smoke-email-select", "smoke-no-tool-needed", "smoke-weather-and-email",
+        "smoke-weather-retry", "smoke-weather-then-email",
+    ]
+    assert all(s.family is None for s in smoke)
+
+
+def test_most_of_the_suite_comes_from_families_that_each_have_several_rows():
+    families = Counter(s.family for s in SCENARIOS if s.family)
+    assert len(families) >= 20 and sum(families.values()) >= 250, families
+    assert min(families.values()) >= 8, families
 
 
 def test_every_scenario_says_what_it_catches_and_has_a_domain_tag():
@@ -100,140 +123,11 @@ def test_error_recovery_scenarios_meet_an_error():
             assert s.faults or "error" in s.description.lower() or "fail" in s.description.lower() or "not exist" in s.description.lower(), s.id
 
 
-# -- the oracle ----------------------------------------------------------------------------------
-
-
-def _from_schema(schema: dict[str, Any]) -> Any:
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if kind == "object":
-        return {k: _from_schema(v) for k, v in schema.get("properties", {}).items() if k in schema.get("required", [])}
-    return {"string": "x", "integer": 1, "number": 1.0, "boolean": True, "array": []}.get(kind, "x")
-
-
-def _arg_value(spec: ArgSpec, schema: dict[str, Any], captures: dict[str, Any]) -> Any:
-    if spec.from_user is not None:
-        return spec.from_user
-    if spec.from_tool is not None:
-        return captures.get(spec.from_tool, _MISSING)
-    if spec.absent:
-        return _MISSING
-    if spec.equals is not None:
-        return spec.equals
-    if spec.one_of is not None:
-        return spec.one_of[0]
-    if spec.approx is not None:
-        return spec.approx
-    if spec.contains is not None:
-        if schema.get("type") == "array":
-            return list(spec.contains) if isinstance(spec.contains, list) else [spec.contains]
-        return " ".join(map(str, spec.contains)) if isinstance(spec.contains, list) else spec.contains
-    if spec.regex is not None:
-        raise AssertionError(f"the oracle cannot write a value for regex {spec.regex!r}; add an equals/contains")
-    return _from_schema(schema)
-
-
-def _arguments(step: CallStep, captures: dict[str, Any], *, forget: bool = False) -> dict[str, Any]:
-    params = registry[step.call].parameters()
-    out: dict[str, Any] = {}
-    for name, spec in step.args.items():
-        value = _arg_value(spec, params["properties"].get(name, {}), captures)
-        if forget and spec.is_context_ref:
-            value = "ZZ-" + value[::-1] if isinstance(value, str) else value + 1 if isinstance(value, (int, float)) else value
-        if value is not _MISSING:
-            out[name] = value
-    for name in params.get("required", []):
-        out.setdefault(name, _from_schema(params["properties"][name]))
-    return out
-
-
-def _text(matcher: Matcher | bool, extra: Matcher | None, fallback: str) -> str:
-    parts: list[str] = []
-    for m in (matcher, extra):
-        if not isinstance(m, Matcher):
-            continue
-        if m.equals is not None:
-            return str(m.equals)
-        if m.one_of is not None:
-            parts.append(str(m.one_of[0]))
-        if m.contains is not None:
-            parts += [str(c) for c in (m.contains if isinstance(m.contains, list) else [m.contains])]
-        if m.regex is not None and not parts:
-            return ""
-    return " ".join(parts) or fallback
-
-
-class OracleClient:
-    """Plays every expected step of a scenario in order: one reply per call step, one for each group."""
-
-    def __init__(self, scenario: Scenario, *, forget_context: bool = False, wrong_first: bool = False):
-        self.scenario = scenario
-        self.forget_context = forget_context
-        self.wrong_first = wrong_first
-        self.turn = 0
-        self.position = 0
-        self.captures: dict[str, Any] = {}
-        self.in_flight: dict[str, CallStep] = {}
-        self.calls = 0
-
-    def _absorb(self, messages: list[dict[str, Any]]) -> None:
-        for message in reversed(messages):
-            if message["role"] != "tool":
-                break
-            step = self.in_flight.pop(message["tool_call_id"], None)
-            if step is None:
-                continue
-            result = json.loads(message["content"])
-            if isinstance(result, dict) and set(result) == {"error"}:
-                continue
-            for name, path in step.capture.items():
-                value = resolve_path(result, path)
-                if value is not _NOT_FOUND:
-                    self.captures[name] = value
-
-    def _call(self, step: CallStep) -> ToolCall:
-        self.calls += 1
-        call_id = f"call_{self.calls}"
-        args = _arguments(step, self.captures, forget=self.forget_context)
-        self.in_flight[call_id] = step
-        return ToolCall(id=call_id, name=step.call, raw_arguments=json.dumps(args), arguments=args)
-
-    def _sloppy(self, expected: Any) -> Reply:
-        wanted = {c.call for c in getattr(expected, "any_order", [])} | {getattr(expected, "call", None)}
-        other = next(t for t in self.scenario.tools if t not in wanted)
-        return Reply(tool_calls=[ToolCall(id="call_bad", name=other, raw_arguments="{}", arguments={})], finish_reason="tool_calls")
-
-    async def chat(self, messages, tools, sampling, *, tool_choice="auto") -> Reply:
-        if messages[-1]["role"] == "user":
-            self.turn += 1
-            self.position = 0
-        self._absorb(messages)
-        turn = self.scenario.turns[self.turn - 1]
-        if self.position >= len(turn.expect):
-            return Reply(content="Done.", finish_reason="stop")
-        step = turn.expect[self.position]
-        self.position += 1
-        if self.wrong_first:
-            self.wrong_first = False
-            self.position = len(turn.expect)
-            return self._sloppy(step)
-        if isinstance(step, CallStep):
-            return Reply(tool_calls=[self._call(step)], finish_reason="tool_calls")
-        if isinstance(step, AnyOrderStep):
-            return Reply(tool_calls=[self._call(c) for c in reversed(step.any_order)], finish_reason="tool_calls")
-        last = self.turn == len(self.scenario.turns) and self.position == len(turn.expect)
-        extra = self.scenario.checks.answer if last else None
-        matcher = step.answer if isinstance(step, AnswerStep) else step.ask
-        fallback = "Done, all set." if isinstance(step, AnswerStep) else "Could you tell me a bit more?"
-        content = ANSWERS.get(self.scenario.id) if isinstance(step, AnswerStep) and self.scenario.id in ANSWERS else None
-        return Reply(content=content or _text(matcher, extra, fallback), finish_reason="stop")
+# -- the oracle (harness.selfcheck, also `harness selfcheck`) -------------------------------------
 
 
 async def _play(scenario: Scenario, difficulty: Difficulty | None = None, **client_options: Any):
-    client = OracleClient(scenario, **client_options)
-    trajectory = await run_scenario(scenario, client, target="oracle", difficulty=difficulty)
-    return trajectory, score_scenario(scenario, trajectory)
+    return await replay(scenario, difficulty, **client_options)
 
 
 @pytest.mark.parametrize("scenario_id", sorted(BY_ID))
@@ -276,3 +170,27 @@ async def test_forgetting_a_referenced_value_is_graded_context_lost(scenario_id)
     assert not score.passed
     outcomes = {c.outcome for step in score.steps for c in step.checks if not c.passed}
     assert Outcome.CONTEXT_LOST in outcomes, score.reason
+
+
+def _sibling_pairs() -> list[tuple[str, str]]:
+    """Each family instance with the next instance of its family (the last with the first)."""
+    by_family: dict[str, list[str]] = {}
+    for s in SCENARIOS:
+        if s.family:
+            by_family.setdefault(s.family, []).append(s.id)
+    return [(ids[i], ids[(i + 1) % len(ids)]) for ids in by_family.values() for i in range(len(ids))]
+
+
+async def test_a_family_instance_replayed_on_another_row_fails_because_the_answer_moves_with_the_row():
+    # the oracle of instance A plays A's expected values against B's scenario: if that passed, the
+    # template's expectations would not depend on the row at all
+    passed_anyway = []
+    pairs = _sibling_pairs()
+    for a, b in pairs:
+        _, score = await _play(BY_ID[b], client=OracleClient(BY_ID[a]))
+        if score.passed:
+            passed_anyway.append((a, b))
+    # rows that differ only in phrasing (a product over wordings) may share their answer: at most 1 in 5
+    assert len(passed_anyway) <= len(pairs) // 5, passed_anyway[:10]
+    for family in {BY_ID[a].family for a, _ in pairs}:
+        assert any(BY_ID[a].family == family for a, _ in pairs if (a, _) not in passed_anyway), family

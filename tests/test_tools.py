@@ -334,3 +334,88 @@ def test_directory_lookup_accepts_a_team_named_the_way_people_say_it():
     world = office()
     for query in ("design", "Design team", "the design team", "omar"):
         assert call("lookup_person", world, query=query)["people"][0]["email"] == "omar@a.io"
+
+
+# -- a user's own tools --------------------------------------------------------------------------
+
+USER_TOOLS = '''
+"""Inventory tools of my own shop."""
+from tools import ToolError, World, mock_tool
+
+
+@mock_tool
+def check_stock(world: World, sku: str) -> dict:
+    """How many of an item are in the warehouse.
+
+    Args:
+        sku: The item's SKU, e.g. "MUG-12".
+    """
+    if sku not in world.stock:
+        raise ToolError(f"no item {sku!r}")
+    return {"sku": sku, "in_stock": world.stock[sku]}
+'''
+
+USER_SCENARIO = """\
+id: my-stock
+description: stock lookup with my own tool
+strata: [tool_selection]
+tags: [inventory]
+tool_modules: [mytools/inventory.py]
+tools: [check_stock]
+world: {stock: {MUG-12: 4}}
+turns:
+  - user: "How many MUG-12 do we have?"
+    expect:
+      - call: check_stock
+        args: {sku: MUG-12}
+      - answer: {contains: "4"}
+"""
+
+
+@pytest.fixture
+def clean_registry():
+    from tools import base
+
+    tools_before, loaded_before = dict(base.registry._tools), dict(base._LOADED)
+    yield
+    base.registry._tools.clear()
+    base.registry._tools.update(tools_before)
+    base._LOADED.clear()
+    base._LOADED.update(loaded_before)
+
+
+async def test_a_scenario_brings_its_own_typed_tools_from_a_file_next_to_it(tmp_path, clean_registry):
+    from harness.scenario import load_scenarios
+    from harness.selfcheck import selfcheck
+
+    (tmp_path / "mytools").mkdir()
+    (tmp_path / "mytools" / "inventory.py").write_text(USER_TOOLS)
+    (tmp_path / "s.yaml").write_text(USER_SCENARIO)
+    [sc] = load_scenarios(tmp_path)
+    tool = registry["check_stock"]
+    assert tool.domain == "inventory"
+    assert tool.parameters()["properties"]["sku"]["description"].startswith("The item's SKU")
+    [check] = await selfcheck([sc])
+    assert check.status == "ok", check.reason
+
+
+def test_tools_module_flag_and_a_broken_module_named_at_its_line(tmp_path, clean_registry):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    (tmp_path / "inventory.py").write_text(USER_TOOLS)
+    scenario = tmp_path / "suite"
+    scenario.mkdir()
+    (scenario / "s.yaml").write_text(USER_SCENARIO.replace("tool_modules: [mytools/inventory.py]\n", ""))
+    result = CliRunner().invoke(main, ["validate", str(scenario)])
+    assert result.exit_code == 2 and "unknown tool 'check_stock'" in result.output
+    result = CliRunner().invoke(main, ["validate", str(scenario), "--tools-module", str(tmp_path / "inventory.py")])
+    assert result.exit_code == 0, result.output
+    # a tool without a docstring is refused, naming the module and where the file names it
+    (tmp_path / "bad.py").write_text("from tools import mock_tool\n\n@mock_tool\ndef nodoc(world, x: int) -> int:\n    return x\n")
+    (scenario / "s.yaml").write_text(USER_SCENARIO.replace("mytools/inventory.py", "../bad.py"))
+    result = CliRunner().invoke(main, ["validate", str(scenario)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert f"{scenario / 's.yaml'}:5 at tool_modules.0: tool module '../bad.py': mock tool 'nodoc' needs a docstring" in flat

@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 from pydantic import ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-__all__ = ["ToolError", "World", "MockTool", "mock_tool", "registry", "run_tool"]
+__all__ = ["ToolError", "ToolModuleError", "World", "MockTool", "mock_tool", "registry", "run_tool", "load_tool_module"]
 
 
 class ToolError(Exception):
@@ -114,7 +114,10 @@ class MockTool:
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, domain: str | None = None):
         self.fn = fn
         self.name = name or fn.__name__
-        self.domain = domain or fn.__module__.rsplit(".", 1)[-1]
+        module = fn.__module__.rsplit(".", 1)[-1]
+        if module.startswith("_harness_user_tools_"):  # a user's file, imported by load_tool_module
+            module = module[len("_harness_user_tools_"):].rsplit("_", 1)[0]
+        self.domain = domain or module
         self.description, arg_docs = _parse_docstring(fn.__doc__ or "")
         if not self.description:
             raise TypeError(f"mock tool {self.name!r} needs a docstring: it is the description the model reads")
@@ -132,15 +135,20 @@ class MockTool:
             if info.description is None and p.name in arg_docs:
                 info.description = arg_docs[p.name]
             fields[p.name] = (hints[p.name], info)
+        self._parameters: dict[str, Any] | None = None
         self.arguments_model = create_model(
             f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
 
     def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
         """The JSON Schema of the arguments (an object schema, `additionalProperties: false`)."""
-        schema = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
-        schema.setdefault("properties", {})
-        schema.setdefault("required", [])
+        # generating it takes milliseconds and every run asks for it: build once, hand out copies
+        if self._parameters is None:
+            built = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
+            built.setdefault("properties", {})
+            built.setdefault("required", [])
+            self._parameters = built
+        schema = copy.deepcopy(self._parameters)
         if strip_descriptions:
             for prop in schema["properties"].values():
                 prop.pop("description", None)
@@ -225,3 +233,58 @@ def run_tool(tool: MockTool, world: World, arguments: dict[str, Any]) -> Any:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(arguments)'}: {e['msg']}" for e in exc.errors())
         raise ToolError(f"invalid arguments for {tool.name}: {problems}") from None
     return tool(world, **{name: getattr(validated, name) for name in validated.model_fields_set | set(arguments)})
+
+
+class ToolModuleError(Exception):
+    """A user's tool module that cannot be loaded: not found, does not import, or a tool that is not well typed."""
+
+
+_LOADED: dict[str, list[str]] = {}
+
+
+def load_tool_module(spec: str, *, base: str | None = None) -> list[str]:
+    """Import a user's own mock tools: a `.py` file (relative to `base`) or an importable module name.
+
+    Its `@mock_tool` functions register like the built-ins (schema from signature and docstring;
+    the domain is the module's name). Returns the names of its tools. Importing runs the module's
+    code, so load only modules you trust. A module is imported once per process.
+    """
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    is_path = spec.endswith(".py") or "/" in spec or "\\" in spec
+    key = str((Path(base or ".") / spec).resolve()) if is_path else spec
+    if key in _LOADED:
+        return list(_LOADED[key])
+    before = set(registry.names())
+    try:
+        if is_path:
+            path = Path(key)
+            if not path.is_file():
+                raise ToolModuleError(f"no such tool module {spec!r} (looked for {path})")
+            name = f"_harness_user_tools_{path.stem}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ToolModuleError(f"{spec!r} cannot be imported as a Python module")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+        else:
+            importlib.import_module(spec)
+    except ToolModuleError:
+        raise
+    except (TypeError, ValueError) as exc:
+        # MockTool's own checks (a missing docstring, an untyped parameter, two tools with one name)
+        raise ToolModuleError(f"tool module {spec!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 (a user's module can fail in any way; say how, without a traceback)
+        raise ToolModuleError(f"tool module {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+    added = sorted(set(registry.names()) - before)
+    _LOADED[key] = added
+    return added

@@ -73,7 +73,7 @@ def disclose(results: Results, names: list[str], reference: str | None, toleranc
                                         provenance=prov, requantized_from=str(src) if src is not None else None))
     confounds, unverified = run_confounds(results, names)
     run_ids = list(dict.fromkeys([h.run_id for h in results.headers] + [r.run_id for r in latest]))
-    families = any(getattr(r, "family", None) for r in latest)
+    families = any(r.family for r in latest)
     return Disclosure(
         unit_of_evidence=("the scenario family: instances of one family are correlated, so each family counts "
                           "as one cluster" if families else "the scenario: its epochs are pooled into one pass share"),

@@ -21,7 +21,7 @@ __all__ = ["family_of", "rate_of", "summarize_target"]
 
 def family_of(record: RunRecord) -> str:
     """The unit of evidence a record belongs to: its scenario family where it has one, else its scenario."""
-    family = getattr(record, "family", None)
+    family = record.family
     return f"family:{family}" if family else f"scenario:{record.scenario_id}"
 
 
