@@ -403,3 +403,20 @@ def test_headline_mark_table_interval_and_verdict_agree():
     assert delta_ci_text(q4).strip("[]").split(", ")[0] in note
     settled = compare_runs(_big_ladder(200, q8_lost=0, q4_lost=60, q2_lost=200), reference="f16", tolerance=5.0)
     assert headline_mark(settled) == "✔" and "smallest safe build" in headline(settled)
+
+
+def test_family_instances_are_clustered_as_one_unit_when_they_flip_together():
+    def run(family):
+        recs = []
+        for f in range(10):
+            for k in range(4):
+                sid = f"f{f}-{k}"
+                lost = f < 2  # two whole families break together
+                for target, ok in (("ref", True), ("q4", not lost)):
+                    r = record(target, sid, steps="ok" if ok else "wrong_tool")
+                    recs.append(r.model_copy(update={"family": f"fam{f}" if family else None}))
+        return compare_runs(results(recs), reference="ref").target("q4").vs_reference
+    clustered, flat = run(True), run(False)
+    assert clustered.cluster_unit == "family" and flat.cluster_unit == "scenario"
+    assert clustered.overall.design_effect > 2.0 and flat.overall.design_effect == 1.0
+    assert clustered.overall.ci_low_pts < flat.overall.ci_low_pts  # fewer independent units, wider interval
