@@ -359,11 +359,12 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             gate_lines.append("### ✅ Absolute floors (--fail-under): every target at or above "
                               + ", ".join(f"{k} {v:g}%" for k, v in floors.items()) + "\n")
     gate_markdown = "".join(g.to_markdown() + "\n" for g in gate_results) + "".join(gate_lines)
-    written = report.write_reports(results, comparison, run_dir)
-    if gate_markdown:
-        # the gate's answer comes first on the CI job page: it is what the job decided
-        path = Path(written["summary.md"])
-        path.write_text(gate_markdown + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    gate_html = [(g.passed, f"against {g.baseline_path}: {g.message}") for g in gate_results]
+    if floors:
+        gate_html.append((not under, "absolute floors: " + ("; ".join(under) if under else "every target at or above "
+                                                             + ", ".join(f"{k} {v:g}%" for k, v in floors.items()))))
+    # the gate's answer comes first in summary.md and report.html: it is what the job decided
+    written = report.write_reports(results, comparison, run_dir, gate=gate_html, gate_markdown=gate_markdown)
     for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
         if extra:
             Path(extra).parent.mkdir(parents=True, exist_ok=True)

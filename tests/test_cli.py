@@ -153,6 +153,8 @@ def test_nightly_gate_exit_codes(tmp_path, suite):
     assert "wrong_tool" in junit and "weather-1" in junit
     summary = (tmp_path / "summary.md").read_text()
     assert "weather-1" in summary and summary.startswith("### ❌ Nightly gate: REGRESSION")
+    page = (tmp_path / "night3" / "report.html").read_text()
+    assert page.index('id="gate"') < page.index('id="verdict"') and "Nightly gate: failed" in page
     # a first night, no baseline, fails on an absolute floor
     first_bad = night("night5", {"weather-1"}, "--fail-under", "90")
     assert first_bad.returncode == 1 and "overall 66.7% < 90%" in first_bad.stdout

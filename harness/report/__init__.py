@@ -26,13 +26,19 @@ REPORT_FILES = ("report.html", "summary.md", "junit.xml", "summary.json")
 """The files `write_reports` writes, by name."""
 
 
-def write_reports(results: Results, comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
-    """Write every report into `out_dir`; returns file name -> path (`report.html`, `summary.md`, `junit.xml`, `summary.json`)."""
+def write_reports(results: Results, comparison: Comparison, out_dir: str | Path, *,
+                  gate: list[tuple[bool, str]] | None = None, gate_markdown: str = "") -> dict[str, Path]:
+    """Write every report into `out_dir`; returns file name -> path (`report.html`, `summary.md`, `junit.xml`, `summary.json`).
+
+    `gate` (passed, one line each) and `gate_markdown` put the nightly gate's decision first in the
+    HTML report and the Markdown summary: it is what the CI job decided.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(comparison)
     texts = {
-        "report.html": render_html(comparison, results),
-        "summary.md": render_markdown(comparison),
+        "report.html": render_html(comparison, results, gate=gate),
+        "summary.md": (gate_markdown + "\n" + markdown) if gate_markdown else markdown,
         "junit.xml": render_junit(results),
         "summary.json": comparison.model_dump_json(indent=2) + "\n",
     }

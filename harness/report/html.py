@@ -534,8 +534,19 @@ def _failed_runs(results: Results, comparison: Comparison) -> Markup | None:
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'; base-uri 'none'; form-action 'none'"
 
 
-def render_html(comparison: Comparison, results: Results) -> str:
-    """The whole report as one HTML document: verdict and disclosure on top, then accuracy, depth, grades and flips."""
+def _gate(gate: list[tuple[bool, str]] | None) -> Markup | None:
+    if not gate:
+        return None
+    ok = all(passed for passed, _ in gate)
+    return h("section", h("h2", "Nightly gate: " + ("passed" if ok else "failed")),
+             h("ul", *[h("li", h("strong", "✔ " if passed else "✘ ", class_="ok-text" if passed else "fail-text"), line)
+                       for passed, line in gate]),
+             id="gate", class_="verdict " + ("pass" if ok else "fail"))
+
+
+def render_html(comparison: Comparison, results: Results, gate: list[tuple[bool, str]] | None = None) -> str:
+    """The whole report as one HTML document: the gate's decision (if any), verdict and disclosure on top, then
+    accuracy, depth, grades and flips."""
     comparing = is_comparison(comparison)
     title = "Comparison report" if comparing else "Run report"
     names = ", ".join(t.name for t in ordered_targets(comparison))
@@ -551,6 +562,7 @@ def render_html(comparison: Comparison, results: Results) -> str:
                  class_="muted"),
                h("nav", *[h("a", label, href=f"#{anchor}") for anchor, label in nav])),
              h("main",
+               _gate(gate),
                _verdict(comparison),
                _disclosure(comparison, results),
                _accuracy(comparison),
