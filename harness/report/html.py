@@ -210,7 +210,10 @@ def _accuracy(comparison: Comparison) -> Markup:
                 claim = vs.overall.claim
                 cls = {"within": "ok-text", "beyond": "fail-text", "undecided": "warn-text"}[claim]
                 stable = [f for f in vs.flips if not f.flaky]
-                row += [_two(pts(d), delta_ci_text(vs.overall)), h("span", claim_text(claim), class_="nowrap " + cls),
+                paired = (f"{pct(vs.overall.reference_rate, 0)} → {pct(vs.overall.target_rate, 0)} on "
+                          f"{vs.overall.scenarios} paired scenarios")
+                row += [_two(pts(d), f"{delta_ci_text(vs.overall)} · {paired}"),
+                        h("span", claim_text(claim), class_="nowrap " + cls),
                         p_value(vs.overall.mcnemar_p),
                         _two(f"{sum(f.direction == 'regression' for f in stable)} / "
                              f"{sum(f.direction == 'improvement' for f in stable)}",
