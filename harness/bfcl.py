@@ -2,7 +2,8 @@
 
 `load_bfcl` turns BFCL's JSON-lines files (a question file plus its `possible_answer/` twin) into
 `Scenario`s that grade like BFCL's AST checker; `import_bfcl` writes them as scenario YAML.
-`bfcl_value_matches` is BFCL's value comparison, for the scorer to use on `normalize: bfcl`.
+Entries that cannot become a scenario (or that BFCL's checker fails for every reply) are skipped
+and reported. The matching itself (`normalize: bfcl`) is `harness.matchers.match_bfcl`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import structlog
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.outcomes import Stratum
 from harness.scenario import (
@@ -31,6 +32,7 @@ from harness.scenario import (
     CallStep,
     FewShotMessage,
     InlineTool,
+    Matcher,
     Scenario,
     ScenarioError,
     ScenarioProblem,
@@ -40,12 +42,12 @@ from harness.scenario import (
 __all__ = [
     "BFCLError",
     "SUPPORTED_CATEGORIES",
+    "BFCLImport",
     "bfcl_matcher",
     "bfcl_schema",
-    "bfcl_value_matches",
     "import_bfcl",
     "load_bfcl",
-    "standardize_string",
+    "read_bfcl",
     "unsupported_reason",
 ]
 
@@ -128,7 +130,6 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _OMIT = object()
 _ID_RE = re.compile(r"^(?P<cat>[A-Za-z_]+?)_\d+(?:-\d+)*$")
 _FILE_RE = re.compile(r"^BFCL_v\d+_(?P<cat>[A-Za-z_]+)\.jsonl?$")
-_STRIP = re.compile(r"[ ,./\-_*^]")
 
 
 class BFCLError(ScenarioError):
@@ -144,55 +145,6 @@ class _Problem(Exception):
         self.field = field
         self.file = file
         self.line = line
-
-
-# -- values --------------------------------------------------------------------------------------
-
-
-def standardize_string(text: str) -> str:
-    """BFCL's `standardize_string`: drop spaces and `, . / - _ * ^`, lower-case, `'` as `"`."""
-    return _STRIP.sub("", text).lower().replace("'", '"')
-
-
-def _same_leaf(expected: Any, actual: Any) -> bool:
-    # inside a list or a dict BFCL standardises strings and compares everything else with ==
-    if isinstance(expected, str) and isinstance(actual, str):
-        return standardize_string(expected) == standardize_string(actual)
-    if isinstance(expected, str) or isinstance(actual, str):
-        return False
-    return expected == actual
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return type(expected) is type(actual) and expected == actual
-    if isinstance(actual, str):
-        return isinstance(expected, str) and standardize_string(expected) == standardize_string(actual)
-    if isinstance(actual, (int, float)):
-        return isinstance(expected, (int, float)) and not isinstance(expected, bool) and expected == actual
-    if isinstance(actual, list):
-        if not isinstance(expected, list) or len(expected) != len(actual):
-            return False
-        return all(_same(e, a) if isinstance(a, dict) else _same_leaf(e, a) for e, a in zip(expected, actual))
-    if isinstance(actual, dict):
-        if not isinstance(expected, dict) or expected.keys() != actual.keys():
-            return False
-        return all(_same_leaf(expected[k], actual[k]) for k in actual)
-    return expected == actual
-
-
-def bfcl_value_matches(expected_values: list[Any], actual: Any, *, param_type: str | None = None) -> bool:
-    """Would BFCL's AST checker accept `actual` for a parameter that accepts any of `expected_values`?
-
-    `expected_values` are concrete values, as an imported matcher holds them (`[equals]` or `one_of`).
-    Strings compare after `standardize_string`; lists element by element (strings in them standardised);
-    dicts key by key; numbers with `==`, an int accepted for a float; a bool never equals a number.
-    `param_type` is the parameter's JSON Schema type, when known: `integer` rejects a float such as
-    `5.0`, as BFCL's type check does.
-    """
-    if param_type == "integer" and isinstance(actual, float):
-        return False
-    return any(_same(expected, actual) for expected in expected_values)
 
 
 # -- schemas -------------------------------------------------------------------------------------
@@ -227,6 +179,11 @@ def _convert(node: Any, where: str, *, is_property: bool) -> Any:
         if bfcl_type == "float" and is_property:
             out["description"] = (str(out.get("description", "")) + _FLOAT_HINT).strip()
             out["format"] = "float"
+        items = out.get("items")
+        if json_type == "array" and isinstance(out.get("enum"), list) and isinstance(items, dict) and "enum" not in items:
+            # an enum of strings on an array means its items (BFCL ignores it; JSON Schema would refuse every list)
+            if all(not isinstance(v, (list, dict)) for v in out["enum"]):
+                out["items"] = {**items, "enum": out.pop("enum")}
     return out
 
 
@@ -265,7 +222,7 @@ def _dict_variants(spec: dict[str, Any], param: dict[str, Any] | None) -> list[d
         accepted = accepted if isinstance(accepted, list) else [accepted]
         opts = [(key, v) for v in accepted if not _is_blank(v)]
         if any(_is_blank(v) for v in accepted):
-            # BFCL also takes "" itself for such a key; only a string key can hold it past the schema
+            # BFCL also takes "" itself for such a key; only for string keys is that a likely reply worth the alternatives
             key_type = (properties.get(key) or {}).get("type") if isinstance(properties.get(key), dict) else None
             opts += [(key, ""), (key, _OMIT)] if key_type in (None, "string", "any") else [(key, _OMIT)]
         options.append(opts)
@@ -312,19 +269,25 @@ def bfcl_matcher(accepted: list[Any], param: dict[str, Any] | None) -> ArgSpec:
     `param` is the parameter's BFCL schema (its BFCL `type` decides how answers read). One accepted
     value becomes `equals`, several `one_of`; `""` makes the argument optional (and, for string
     parameters, `""` itself is accepted, as BFCL accepts it); a non-string parameter whose only answer
-    is `""` must be left out. Dict answers ({key: [values]}) become the concrete dicts they accept.
+    is `""` must be left out, and so must a parameter the function does not define. Dict answers
+    ({key: [values]}) become the concrete dicts they accept.
     """
     if not isinstance(accepted, list):
         accepted = [accepted]
     bfcl_type = (param or {}).get("type")
     optional = any(_is_blank(v) for v in accepted)
+    if param is None:
+        # BFCL fails a parameter the function does not define, and one the answer needs but the model omits
+        if optional:
+            return ArgSpec(absent=True)
+        raise _Problem("the ground truth needs a parameter the function does not define, so BFCL's checker fails every reply")
     values = _expand([v for v in accepted if not _is_blank(v)], param)
     if optional and bfcl_type in ("string", "any"):
         values.append("")
     if not values:
         if optional:
             return ArgSpec(absent=True)
-        raise _Problem("the list of accepted values is empty")
+        raise _Problem("the list of accepted values is empty, so BFCL's checker fails every reply")
     if len(values) == 1 and values[0] is not None:
         return ArgSpec(equals=values[0], optional=optional, normalize="bfcl")
     return ArgSpec(one_of=values, optional=optional, normalize="bfcl")
@@ -427,7 +390,9 @@ def _tools(entry: dict[str, Any]) -> tuple[list[InlineTool], dict[str, dict[str,
     functions = entry.get("function")
     if isinstance(functions, dict):
         functions = [functions]
-    if not isinstance(functions, list) or not functions:
+    if isinstance(functions, list) and not functions:
+        raise _Problem("no functions: a scenario must offer at least one tool", field="function")
+    if not isinstance(functions, list):
         raise _Problem("expected a non-empty list of function schemas", field="function")
     tools: list[InlineTool] = []
     by_name: dict[str, dict[str, Any]] = {}
@@ -467,6 +432,14 @@ def _call_step(gt_call: Any, index: int, by_name: dict[str, dict[str, Any]], map
     if not isinstance(args, dict):
         raise _Problem("expected {param: [accepted values]}", field=f"{where}.{name}")
     properties = by_name[name].get("parameters", {}).get("properties", {})
+    required = by_name[name].get("parameters", {}).get("required", [])
+    for param in required if isinstance(required, list) else []:
+        accepted = args.get(param, [""])
+        accepted = accepted if isinstance(accepted, list) else [accepted]
+        if accepted and all(_is_blank(v) for v in accepted):
+            # the model must send it (required), and sending it fails (not in the answer)
+            raise _Problem(f"{param!r} is required by the function but the ground truth leaves it out, "
+                           "so BFCL's checker fails every reply", field=f"{where}.{name}")
     specs: dict[str, ArgSpec] = {}
     for param, accepted in args.items():
         try:
@@ -490,7 +463,8 @@ def _scenario(
     system, few_shot, user = _messages(entry)
     tools, by_name, mapped = _tools(entry)
     if kind == "irrelevance":
-        expect: list[Any] = [AnswerStep(answer=True)]
+        # graded as BFCL's relevance check: anything but a call it can decode passes
+        expect: list[Any] = [AnswerStep(answer=Matcher(any=True, normalize="bfcl"))]
     else:
         if answer is None:
             raise _Problem(f"no ground truth for id {entry['id']!r} in the possible-answer file", field="id")
@@ -523,20 +497,37 @@ def _wanted(category: str, only: str | None) -> bool:
     return only is None or only == category or {only, category} <= same
 
 
-def _load_file(question_path: Path, answer_path: Path | None, only: str | None) -> list[Scenario]:
+class BFCLImport(BaseModel):
+    """What reading BFCL files gave: the scenarios, per question file, and the entries left out."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True)
+
+    files: dict[str, list[Scenario]] = {}
+    """Question file path -> the scenarios made from its entries, in file order."""
+    skipped: list[ScenarioProblem] = []
+    """Entries that did not become a scenario, each with its file, line and why."""
+    written: list[Path] = []
+    """The scenario YAML files `import_bfcl` wrote (empty for `read_bfcl`)."""
+
+    @property
+    def scenarios(self) -> list[Scenario]:
+        return [sc for scenarios in self.files.values() for sc in scenarios]
+
+
+def _load_file(question_path: Path, answer_path: Path | None, only: str | None) -> tuple[list[Scenario], list[ScenarioProblem]]:
     file_category = _file_category(question_path)
     if file_category is not None:
         reason = unsupported_reason(file_category)
         if reason is not None:
             raise BFCLError([ScenarioProblem(file=str(question_path), message=f"BFCL category {file_category!r} is not supported: {reason}")])
     entries = _read_jsonl(question_path)
-    problems: list[ScenarioProblem] = []
+    skipped: list[ScenarioProblem] = []
     selected: list[tuple[int, dict[str, Any], str]] = []
     for line, entry in entries:
         category = _entry_category(entry["id"], question_path)
         if category is None or category not in _KIND:
             reason = unsupported_reason(category) if category else None
-            problems.append(ScenarioProblem(
+            skipped.append(ScenarioProblem(
                 file=str(question_path), line=line, field="id",
                 message=f"category {category!r} is not supported: {reason}" if reason else
                 f"cannot tell the BFCL category of id {entry['id']!r}: expected `<category>_<n>` with category one of "
@@ -557,8 +548,8 @@ def _load_file(question_path: Path, answer_path: Path | None, only: str | None) 
             )])
         for line, entry in _read_jsonl(answer_path):
             if entry["id"] in answers:
-                problems.append(ScenarioProblem(file=str(answer_path), line=line, field="id",
-                                                message=f"duplicate id {entry['id']!r} (also on line {answers[entry['id']][1]})"))
+                skipped.append(ScenarioProblem(file=str(answer_path), line=line, field="id",
+                                               message=f"duplicate id {entry['id']!r} (the one on line {answers[entry['id']][1]} is used)"))
             answers.setdefault(entry["id"], (answer_path, line, entry))
 
     scenarios: list[Scenario] = []
@@ -566,20 +557,18 @@ def _load_file(question_path: Path, answer_path: Path | None, only: str | None) 
         try:
             scenario = _scenario(entry, category, answers.get(entry["id"]))
         except _Problem as exc:
-            problems.append(ScenarioProblem(file=str(exc.file or question_path), line=exc.line or line,
-                                            field=exc.field, message=exc.message))
+            skipped.append(ScenarioProblem(file=str(exc.file or question_path), line=exc.line or line,
+                                           field=exc.field, message=exc.message))
             continue
         except ValidationError as exc:
             err = exc.errors()[0]
-            problems.append(ScenarioProblem(file=str(question_path), line=line,
-                                            field=".".join(str(k) for k in err["loc"]) or None,
-                                            message=f"does not make a valid scenario: {err['msg']}"))
+            skipped.append(ScenarioProblem(file=str(question_path), line=line,
+                                           field=".".join(str(k) for k in err["loc"]) or None,
+                                           message=f"does not make a valid scenario: {err['msg']}"))
             continue
         scenario.source = f"{question_path}:{line}"
         scenarios.append(scenario)
-    if problems:
-        raise BFCLError(problems)
-    return scenarios
+    return scenarios, skipped
 
 
 def _question_files(folder: Path) -> list[Path]:
@@ -598,52 +587,58 @@ def _split_supported(files: list[Path]) -> tuple[list[Path], list[tuple[Path, st
     return keep, skipped
 
 
-def _load_many(path: Path, answer_path: Path | None, category: str | None) -> list[tuple[Path, list[Scenario]]]:
-    loaded = _load_all(path, answer_path, category)
-    if not any(scenarios for _, scenarios in loaded):
-        what = f"entries of category {category!r}" if category else "entries"
-        raise BFCLError([ScenarioProblem(file=str(path), message=f"no {what} to import here")])
-    return loaded
+def read_bfcl(path: str | Path, answer_path: str | Path | None = None, *, category: str | None = None) -> BFCLImport:
+    """Read BFCL questions (with their possible answers) into scenarios, leaving out the entries that
+    cannot be imported and saying why for each.
 
-
-def _load_all(path: Path, answer_path: Path | None, category: str | None) -> list[tuple[Path, list[Scenario]]]:
+    `path` is a BFCL question file, whose answers are found in `possible_answer/` next to it under the
+    same name unless `answer_path` is given, or a folder holding question files and that
+    `possible_answer/` folder (unsupported categories in it are skipped). `category` keeps only that
+    category (`simple` and v4's `simple_python` select each other). Raises `BFCLError` when a file
+    cannot be read, or when no entry at all imports (listing why for each).
+    """
+    path = Path(path)
+    answer = Path(answer_path) if answer_path is not None else None
     if not path.exists():
         raise BFCLError([ScenarioProblem(file=str(path), message="no such file or folder")])
     if path.is_file():
-        return [(path, _load_file(path, answer_path, category))]
-    files, skipped = _split_supported(_question_files(path))
-    for file, reason in skipped:
-        log.warning("bfcl.skip", file=str(file), reason=reason)
-    if category is not None:
-        files = [f for f in files if _file_category(f) is None or _wanted(_file_category(f) or "", category)]
-    if not files:
-        seen = ", ".join(f.name for f, _ in skipped) or "none"
-        raise BFCLError([ScenarioProblem(
-            file=str(path),
-            message=f"no supported BFCL question files here (skipped as unsupported: {seen}); "
-            f"supported categories: {', '.join(SUPPORTED_CATEGORIES)}",
-        )])
-    loaded, problems = [], []
+        files = [path]
+    else:
+        files, unsupported = _split_supported(_question_files(path))
+        for file, reason in unsupported:
+            log.warning("bfcl.skip", file=str(file), reason=reason)
+        if category is not None:
+            files = [f for f in files if _file_category(f) is None or _wanted(_file_category(f) or "", category)]
+        if not files:
+            seen = ", ".join(f.name for f, _ in unsupported) or "none"
+            raise BFCLError([ScenarioProblem(
+                file=str(path),
+                message=f"no supported BFCL question files here (skipped as unsupported: {seen}); "
+                f"supported categories: {', '.join(SUPPORTED_CATEGORIES)}",
+            )])
+    result = BFCLImport()
+    problems: list[ScenarioProblem] = []
     for file in files:
         try:
-            loaded.append((file, _load_file(file, None, category)))
+            scenarios, skipped = _load_file(file, answer if path.is_file() else None, category)
         except BFCLError as exc:
             problems.extend(exc.problems)
+            continue
+        result.files[str(file)] = scenarios
+        result.skipped.extend(skipped)
     if problems:
         raise BFCLError(problems)
-    return loaded
+    if not result.scenarios:
+        what = f"entries of category {category!r}" if category else "entries"
+        raise BFCLError(result.skipped or [ScenarioProblem(file=str(path), message=f"no {what} to import here")])
+    for problem in result.skipped:
+        log.warning("bfcl.skip_entry", file=problem.file, line=problem.line, field=problem.field, reason=problem.message)
+    return result
 
 
 def load_bfcl(question_path: str | Path, answer_path: str | Path | None = None, *, category: str | None = None) -> list[Scenario]:
-    """Load BFCL questions (with their possible answers) as scenarios.
-
-    `question_path` is a BFCL question file, whose answers are found in `possible_answer/` next to it
-    under the same name unless `answer_path` is given, or a folder holding question files and that
-    `possible_answer/` folder (unsupported categories in it are skipped). `category` keeps only that
-    category (`simple` and v4's `simple_python` select each other). Raises `BFCLError` listing every problem.
-    """
-    answer = Path(answer_path) if answer_path is not None else None
-    return [sc for _, scenarios in _load_many(Path(question_path), answer, category) for sc in scenarios]
+    """The scenarios `read_bfcl` makes (entries that cannot be imported are left out, with a warning)."""
+    return read_bfcl(question_path, answer_path, category=category).scenarios
 
 
 def _schema_comment(out_dir: Path) -> str:
@@ -653,27 +648,27 @@ def _schema_comment(out_dir: Path) -> str:
     return f"# yaml-language-server: $schema={Path(os.path.relpath(schema, out_dir.resolve())).as_posix()}\n"
 
 
-def import_bfcl(path: str | Path, out_dir: str | Path, *, category: str | None = None) -> list[Path]:
-    """Convert BFCL files under `path` (a question file or a folder, as for `load_bfcl`) into scenario
-    YAML in `out_dir`: one file per question file, holding a list of scenarios. Returns the files written.
+def import_bfcl(path: str | Path, out_dir: str | Path, *, category: str | None = None) -> BFCLImport:
+    """Convert BFCL files under `path` (a question file or a folder, as for `read_bfcl`) into scenario
+    YAML in `out_dir`: one file per question file, holding a list of scenarios.
 
-    Nothing is written when any entry fails to convert.
+    Returns what was read, with the files written and the entries skipped. Nothing is written when a
+    file cannot be read.
     """
     out = Path(out_dir)
-    loaded = _load_many(Path(path), None, category)
+    result = read_bfcl(Path(path), None, category=category)
     out.mkdir(parents=True, exist_ok=True)
     header = _schema_comment(out)
-    written: list[Path] = []
-    for source, scenarios in loaded:
+    for source, scenarios in result.files.items():
         if not scenarios:
             continue
-        target = out / f"{source.stem}.yaml"
+        target = out / f"{Path(source).stem}.yaml"
         body = yaml.dump(
             [sc.model_dump(mode="json", exclude_defaults=True) for sc in scenarios],
             Dumper=_DUMPER, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None,
         )
         count = f"{len(scenarios)} scenario" + ("s" if len(scenarios) != 1 else "")
-        note = f"# Imported from BFCL {source.name} by `harness import bfcl` ({count}).\n"
+        note = f"# Imported from BFCL {Path(source).name} by `harness import bfcl` ({count}).\n"
         target.write_text(header + note + body, encoding="utf-8")
-        written.append(target)
-    return written
+        result.written.append(target)
+    return result

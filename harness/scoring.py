@@ -8,13 +8,17 @@ on tool selection, argument validity and context retention; answer and ask steps
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from harness.matchers import MISSING as _MISSING
+from harness.matchers import describe_value as _short
+from harness.matchers import json_type as _json_type
+from harness.matchers import match_bfcl, match_value
+from harness.matchers import values_equal as _equal
 from harness.outcomes import Dimension, Outcome
 from harness.scenario import AnswerStep, AnyOrderStep, ArgSpec, AskStep, CallStep, Matcher, Scenario, WorldCheck
 from harness.scores import Check, ScenarioScore, StepScore
@@ -29,107 +33,6 @@ __all__ = [
     "resolve_path",
 ]
 
-_MISSING = object()
-_BFCL_STRIP = re.compile(r"[ ,./\-_*^]")
-
-
-# -- values --------------------------------------------------------------------------------------
-
-
-def _norm_str(s: str, mode: str) -> str:
-    if mode == "exact":
-        return s
-    if mode == "bfcl":
-        # BFCL's standardize_string: drop spaces and , . / - _ * ^, lower-case, single quotes as double
-        return _BFCL_STRIP.sub("", s).lower().replace("'", '"')
-    return " ".join(s.split()).casefold()
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _equal(expected: Any, actual: Any, mode: str) -> bool:
-    if _is_number(expected) and _is_number(actual):
-        return math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(expected, str) and isinstance(actual, str):
-        return _norm_str(expected, mode) == _norm_str(actual, mode)
-    if isinstance(expected, list) and isinstance(actual, list):
-        return len(expected) == len(actual) and all(_equal(e, a, mode) for e, a in zip(expected, actual))
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        return expected.keys() == actual.keys() and all(_equal(expected[k], actual[k], mode) for k in expected)
-    return type(expected) is type(actual) and expected == actual
-
-
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if _is_number(v):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    text = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def match_value(matcher: Matcher, value: Any = _MISSING) -> tuple[Outcome, str]:
-    """Check one value against a matcher; `value` left out means "not present".
-
-    Returns (`ok`, "") or the failure kind with a reason a human can read.
-    """
-    present = value is not _MISSING
-    if matcher.absent:
-        return (Outcome.UNEXPECTED_PARAM, f"must be absent, got {_short(value)}") if present else (Outcome.OK, "")
-    if not present:
-        return (Outcome.OK, "") if matcher.optional else (Outcome.MISSING_REQUIRED, "missing")
-    mode = matcher.normalize
-    if matcher.equals is not None and not _equal(matcher.equals, value, mode):
-        if _json_type(matcher.equals) != _json_type(value):
-            return Outcome.TYPE_ERROR, f"expected {_json_type(matcher.equals)} {_short(matcher.equals)}, got {_json_type(value)} {_short(value)}"
-        return Outcome.VALUE_ERROR, f"expected {_short(matcher.equals)}, got {_short(value)}"
-    if matcher.one_of is not None and not any(_equal(o, value, mode) for o in matcher.one_of):
-        return Outcome.VALUE_ERROR, f"expected one of {_short(matcher.one_of, 80)}, got {_short(value)}"
-    if matcher.regex is not None:
-        flags = 0 if mode == "exact" else re.IGNORECASE
-        text = value if isinstance(value, str) else json.dumps(value)
-        if not re.search(matcher.regex, text, flags):
-            return Outcome.VALUE_ERROR, f"{_short(value)} does not match /{matcher.regex}/"
-    if matcher.contains is not None:
-        if isinstance(value, list):
-            needles = matcher.contains if isinstance(matcher.contains, list) else [matcher.contains]
-            missing = [n for n in needles if not any(_equal(n, item, mode) for item in value)]
-        elif isinstance(value, str):
-            needles = [matcher.contains] if isinstance(matcher.contains, str) else matcher.contains
-            hay = _norm_str(value, mode)
-            missing = [n for n in needles if _norm_str(str(n), mode) not in hay]
-        else:
-            return Outcome.TYPE_ERROR, f"expected text or a list to search, got {_json_type(value)} {_short(value)}"
-        if missing:
-            return Outcome.VALUE_ERROR, f"{_short(value)} does not contain {_short(missing)}"
-    if matcher.not_contains is not None:
-        hay = _norm_str(value if isinstance(value, str) else json.dumps(value), mode)
-        found = [n for n in matcher.not_contains if _norm_str(n, mode) in hay]
-        if found:
-            return Outcome.VALUE_ERROR, f"{_short(value)} contains {_short(found)}, which it must not"
-    if matcher.approx is not None:
-        if not _is_number(value):
-            return Outcome.TYPE_ERROR, f"expected a number near {matcher.approx}, got {_json_type(value)} {_short(value)}"
-        if abs(float(value) - matcher.approx) > matcher.tolerance:
-            return Outcome.VALUE_ERROR, f"expected {matcher.approx} ± {matcher.tolerance}, got {value}"
-    if matcher.length is not None:
-        if not isinstance(value, (list, str, dict)):
-            return Outcome.TYPE_ERROR, f"expected something with a length, got {_json_type(value)}"
-        if len(value) != matcher.length:
-            return Outcome.VALUE_ERROR, f"expected length {matcher.length}, got {len(value)}"
-    return Outcome.OK, ""
 
 
 def resolve_path(data: Any, path: str) -> Any:
@@ -205,6 +108,12 @@ def _ref_value(spec: ArgSpec, captures: dict[str, Any]) -> tuple[Any, str]:
     return value, f"captured {spec.from_tool!r}"
 
 
+def _graded_like_bfcl(spec: ArgSpec) -> bool:
+    # what `harness import bfcl` writes: accepted values (or absent) under BFCL's normalisation
+    plain = spec.regex is None and spec.contains is None and spec.not_contains is None and spec.approx is None and spec.length is None
+    return spec.normalize == "bfcl" and not spec.is_context_ref and plain and not spec.any
+
+
 def score_arguments(
     expected: CallStep, call: ToolCall, parameters: dict[str, Any] | None, captures: dict[str, Any]
 ) -> list[Check]:
@@ -214,7 +123,9 @@ def score_arguments(
     if call.arguments is None:
         return [Check.fail(Dimension.ARGUMENT_VALIDITY, Outcome.MALFORMED_ARGUMENTS, f"arguments are not a JSON object: {call.parse_error}")]
     args = call.arguments
-    checks = _schema_checks(parameters, args)
+    bfcl = {name for name, spec in expected.args.items() if _graded_like_bfcl(spec)}
+    # BFCL checks types its own way and ignores `enum` and the rest: only the schema's `required` stays
+    checks = [c for c in _schema_checks(parameters, args) if c.argument not in bfcl or c.outcome is Outcome.MISSING_REQUIRED]
     context: list[Check] = []
     for name, spec in expected.args.items():
         value = args.get(name, _MISSING)
@@ -233,14 +144,11 @@ def score_arguments(
             # a reference may also carry ordinary expectations (a regex on top, say)
             if spec.equals is None and spec.one_of is None and spec.regex is None and spec.contains is None and spec.approx is None:
                 continue
-        outcome, reason = match_value(spec, value)
-        if spec.normalize == "bfcl" and outcome is Outcome.OK and value is not _MISSING and (spec.equals is not None or spec.one_of is not None):
-            # BFCL's type check is stricter than JSON Schema's: an integer parameter refuses 5.0
-            from harness.bfcl import bfcl_value_matches
-
-            ptype = ((parameters or {}).get("properties", {}).get(name) or {}).get("type")
-            if not bfcl_value_matches(spec.one_of if spec.one_of is not None else [spec.equals], value, param_type=ptype):
-                outcome, reason = Outcome.TYPE_ERROR, f"BFCL rejects {_short(value)} for a {ptype} parameter"
+        if name in bfcl:
+            schema = ((parameters or {}).get("properties") or {}).get(name) if parameters else None
+            outcome, reason = match_bfcl(spec, value, schema)
+        else:
+            outcome, reason = match_value(spec, value)
         if outcome is not Outcome.OK and not any(c.argument == name and not c.passed for c in checks):
             checks.append(Check.fail(Dimension.ARGUMENT_VALIDITY, outcome, f"{name}: {reason}", name))
     if not expected.allow_extra_args:
@@ -430,6 +338,12 @@ class _Scorer:
         if fatal is not None:
             # the model never got to answer: the loop (or server error) is the story, not the calls in it
             return self._missing(turn_no, expected, fatal, answer, last)
+        matcher = getattr(expected, kind)
+        like_bfcl = isinstance(matcher, Matcher) and matcher.normalize == "bfcl"
+        if like_bfcl:
+            # BFCL's relevance check: only a call it can decode (structured, JSON-object arguments) counts;
+            # a call written as text, broken JSON or an empty reply is "no call"
+            calls = [e for e in calls if e.call.source == "tool_calls" and e.call.arguments is not None]
         if calls:
             call = calls[0].call
             # extra calls after the expected ones are spurious; calls where only an answer was due are unexpected
@@ -441,12 +355,15 @@ class _Scorer:
                 why = f"called {', '.join(_describe_call(e.call) for e in calls)} where it should {'ask the user' if kind == 'ask' else 'answer'}"
             return StepScore(index=self.index, turn=turn_no, kind=kind, expected=describe, actual=why,
                              model_step=calls[0].model_step, checks=[Check.fail(Dimension.TOOL_SELECTION, outcome, why)])
+        if like_bfcl:
+            return StepScore(index=self.index, turn=turn_no, kind=kind, expected=describe, actual=_short(answer or "", 120),
+                             model_step=last.index if last else None,
+                             checks=[Check.ok(Dimension.TOOL_SELECTION, "no call BFCL would decode, as expected")])
         if not answer:
             return StepScore(index=self.index, turn=turn_no, kind=kind, expected=describe, actual="no text",
                              model_step=last.index if last else None,
                              checks=[Check.fail(Dimension.ANSWER, Outcome.EMPTY_REPLY, "the model returned no text")])
         checks = [Check.ok(Dimension.TOOL_SELECTION, "no call, as expected")]
-        matcher = getattr(expected, kind)
         if isinstance(matcher, Matcher):
             outcome, reason = match_value(matcher, answer)
             checks.append(Check.ok(Dimension.ANSWER, "answer matches") if outcome is Outcome.OK
