@@ -661,10 +661,14 @@ def import_bfcl(path: str, out_dir: str, category: str | None) -> None:
     from harness import bfcl
 
     try:
-        written = bfcl.import_bfcl(Path(path), Path(out_dir), category=category)
+        result = bfcl.import_bfcl(Path(path), Path(out_dir), category=category)
     except bfcl.BFCLError as exc:
         raise HarnessError(str(exc)) from None
-    click.echo(f"wrote {len(written)} scenario file(s) to {out_dir}")
+    click.echo(f"wrote {len(result.written)} scenario file(s) to {out_dir}: {len(result.scenarios)} scenarios")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} BFCL entr{'y' if len(result.skipped) == 1 else 'ies'}:", err=True)
+        for problem in result.skipped:
+            click.echo(f"  {problem}", err=True)
 
 
 @main.command(name="tools")

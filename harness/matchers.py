@@ -140,6 +140,8 @@ _BFCL_TYPES: dict[str, type] = {
     "string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict,
 }
 
+_TYPE_NAMES: dict[type, str] = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "dict"}
+
 
 def _blank(value: Any) -> bool:
     return isinstance(value, str) and value == ""
@@ -232,8 +234,8 @@ def match_bfcl(matcher: Matcher, value: Any = MISSING, schema: dict[str, Any] | 
         value = float(value)  # BFCL lets Python widen an int for a float parameter
     valid, is_variable = _type_ok(value, accepted, expected, nested)
     if not valid:
-        want = expected.__name__ + (f" of {nested.__name__}" if nested is not None else "")
-        return Outcome.TYPE_ERROR, f"BFCL expects {want}, got {json_type(value)} {describe_value(value)}"
+        want = _TYPE_NAMES.get(expected, expected.__name__) + (f" of {_TYPE_NAMES.get(nested, nested.__name__)}" if nested is not None else "")
+        return Outcome.TYPE_ERROR, f"BFCL rejects {describe_value(value)}: expects {want}, got {json_type(value)}"
     if not is_variable:
         if expected is dict:
             ok = any(_dict_ok(value, a) for a in accepted if not _blank(a))
