@@ -29,14 +29,17 @@ from harness.trajectory import Reply
 __all__ = [
     "MULTI_TURN_CATEGORIES",
     "BFCLWorld",
+    "CategoryFigures",
     "MultiTurnEntry",
     "MultiTurnRun",
     "MultiTurnScore",
+    "MultiTurnSummary",
     "TurnGrade",
     "grade_multi_turn",
     "load_multi_turn",
     "parse_call",
     "run_multi_turn",
+    "summarize_multi_turn",
 ]
 
 MULTI_TURN_CATEGORIES: tuple[str, ...] = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
@@ -363,3 +366,53 @@ async def run_multi_turn(entry: MultiTurnEntry, client: Any, *, target: str, sam
                 messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
         steps.append(turn_steps)
     return MultiTurnRun(entry_id=entry.id, target=target, steps=steps, replies=replies, score=grade_multi_turn(entry, steps))
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+class CategoryFigures(_Model):
+    """One category's figures: BFCL's all-or-nothing accuracy next to the per-turn ones."""
+
+    entries: int
+    bfcl_accuracy: float
+    """Share of conversations BFCL's checker passes (all turns with ground truth right)."""
+    turns_passed: float
+    """Share of all turns graded `ok` (turns without ground truth included)."""
+    first_failure: dict[int, int] = Field(default_factory=dict)
+    """1-based turn -> conversations whose first failing turn it is."""
+    outcomes: dict[str, int] = Field(default_factory=dict)
+    """Outcome of each conversation's first failing turn -> count."""
+
+
+class MultiTurnSummary(_Model):
+    """Figures per category, and over everything."""
+
+    categories: dict[str, CategoryFigures]
+    overall: CategoryFigures
+
+
+def _figures(scores: list[MultiTurnScore]) -> CategoryFigures:
+    turns = [t for s in scores for t in s.turns]
+    first: dict[int, int] = {}
+    outcomes: dict[str, int] = {}
+    for score in scores:
+        turn = score.first_failed_turn
+        if turn is not None:
+            first[turn] = first.get(turn, 0) + 1
+            outcome = str(score.turns[turn - 1].outcome)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return CategoryFigures(
+        entries=len(scores),
+        bfcl_accuracy=sum(s.bfcl_valid for s in scores) / len(scores) if scores else 0.0,
+        turns_passed=sum(t.outcome is Outcome.OK for t in turns) / len(turns) if turns else 0.0,
+        first_failure=dict(sorted(first.items())), outcomes=dict(sorted(outcomes.items(), key=lambda kv: -kv[1])),
+    )
+
+
+def summarize_multi_turn(scores: list[MultiTurnScore]) -> MultiTurnSummary:
+    """BFCL's accuracy per category next to the turn pass rate and where conversations first fail."""
+    by_category: dict[str, list[MultiTurnScore]] = {}
+    for score in scores:
+        by_category.setdefault(score.category, []).append(score)
+    return MultiTurnSummary(categories={c: _figures(s) for c, s in sorted(by_category.items())}, overall=_figures(scores))

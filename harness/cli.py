@@ -671,6 +671,50 @@ def import_bfcl(path: str, out_dir: str, category: str | None) -> None:
             click.echo(f"  {problem}", err=True)
 
 
+@main.command(name="bfcl-multi-turn")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://localhost:8080/v1")
+@click.option("--model", required=True, help="Model id to send.")
+@click.option("--limit", type=int, help="Only the first N entries of each file.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write every run (calls per turn, grades) as JSON lines here.")
+@click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
+def bfcl_multi_turn(path: str, base_url: str, model: str, limit: int | None, out_file: str | None, json_out: bool) -> None:
+    """Run BFCL multi_turn_* files on BFCL's own classes and grade every turn (needs the `bfcl` extra)."""
+    from harness import bfcl_multi_turn as mt
+    from harness.bfcl import BFCLError
+    from harness.client import make_client
+
+    files = [Path(path)] if Path(path).is_file() else sorted(Path(path).glob("BFCL_v*_multi_turn_*.json"))
+    try:
+        entries = [e for f in files for e in mt.load_multi_turn(f)[:limit]]
+    except BFCLError as exc:
+        raise HarnessError(str(exc)) from None
+    if not entries:
+        raise HarnessError(f"no BFCL multi-turn entries under {path}")
+
+    async def go() -> list[mt.MultiTurnRun]:
+        client = make_client(Target(name=model, base_url=base_url, model=model))
+        try:
+            return [await mt.run_multi_turn(e, client, target=model) for e in entries]
+        finally:
+            await client.aclose()
+
+    try:
+        runs = asyncio.run(go())
+    except ImportError as exc:
+        raise HarnessError(f"BFCL's classes are not installed ({exc}); pip install 'agentic-harness[bfcl]'") from None
+    if out_file:
+        Path(out_file).write_text("".join(r.model_dump_json() + "\n" for r in runs), encoding="utf-8")
+    summary = mt.summarize_multi_turn([r.score for r in runs])
+    if json_out:
+        click.echo(summary.model_dump_json(indent=2))
+        return
+    for name, fig in [*summary.categories.items(), ("overall", summary.overall)]:
+        first = ", ".join(f"turn {t}: {n}" for t, n in fig.first_failure.items()) or "none"
+        click.echo(f"{name}: {fig.entries} entries, BFCL accuracy {fig.bfcl_accuracy:.1%}, turns ok {fig.turns_passed:.1%}; "
+                   f"first failing turn: {first}")
+
+
 @main.command(name="tools")
 def tools_() -> None:
     """List the built-in mock tools by domain."""

@@ -207,3 +207,34 @@ async def test_a_scripted_model_runs_through_the_turns(entries):
     assert {"ls", "cd", "mv"} <= {t["function"]["name"] for t in client.requests[0]["tools"]}
     second = client.requests[1]["messages"]
     assert second[-1] == {"role": "tool", "tool_call_id": "c0_0", "name": "ls", "content": '{"current_directory_content": ["workspace"]}'}
+
+
+def test_the_command_reports_bfcls_accuracy_next_to_the_turns(entries, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from tests.fakeserver import FakeServer, text_reply, tool_call_reply
+
+    source = bfcl_data() / "BFCL_v4_multi_turn_base.json"
+    entry = entries["multi_turn_base_1"]  # ls(a=True) first: right at turn 1, then it only talks
+    with FakeServer(models=["m"]) as server:
+        first_ask = entry.turns[0][-1]["content"]
+
+        def respond(request):
+            last = request["messages"][-1]
+            if last["role"] == "user" and last["content"] == first_ask:
+                return tool_call_reply("ls", {"a": True})
+            return text_reply("I would rather not.")
+
+        server.responder = respond
+        out = tmp_path / "runs.jsonl"
+        result = CliRunner().invoke(main, ["bfcl-multi-turn", str(source), "--base-url", server.base_url, "--model", "m",
+                                           "--limit", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "multi_turn_base: 2 entries, BFCL accuracy 0.0%" in result.output
+    assert "first failing turn: turn 1: 1, turn 2: 1" in result.output
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    by_id = {r["entry_id"]: r for r in runs}
+    assert [t["outcome"] for t in by_id[entry.id]["score"]["turns"]] == ["ok", "missing_call", "missing_call", "missing_call"]
