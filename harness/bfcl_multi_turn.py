@@ -58,6 +58,7 @@ _FUNC_DOCS = {
     "TravelAPI": "travel_booking", "VehicleControlAPI": "vehicle_control",
 }
 _STATELESS = {"MathAPI"}
+_PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 
 
 class _Model(BaseModel):
@@ -314,6 +315,8 @@ def load_multi_turn(question_path: str | Path, *, data_dir: str | Path | None = 
         for turn, names in (raw.get("missed_function") or {}).items():
             added[int(turn)] = [f for f in functions if f["name"] in names]
             functions = [f for f in functions if f["name"] not in names]
+        # BFCL adds its Python hint after holding functions out, so only the ones offered from the start get it
+        functions = [{**f, "description": f.get("description", "") + _PYTHON_HINT} for f in functions]
         turns = [list(t) if t or int_turn not in added else [{"role": "user", "content": _ADDED_FUNCTIONS_PROMPT}]
                  for int_turn, t in enumerate(raw["question"])]
         entries.append(MultiTurnEntry(
@@ -330,6 +333,7 @@ def load_multi_turn(question_path: str | Path, *, data_dir: str | Path | None = 
 
 
 def _tools(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # converted as for single-turn entries (dict -> object, float -> number with BFCL's hint, ...)
     return [{"type": "function", "function": {"name": d["name"], "description": d.get("description", ""),
                                               "parameters": bfcl_schema(d.get("parameters") or {"type": "dict", "properties": {}})}}
             for d in docs]

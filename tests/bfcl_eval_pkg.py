@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 import zipfile
 from pathlib import Path
@@ -50,10 +52,14 @@ def _fetch() -> Path | str:
     wheels = sorted(download.glob("bfcl_eval-*.whl"))
     if done.returncode != 0 or not wheels:
         return f"cannot download bfcl-eval=={BFCL_EVAL_VERSION}: {done.stderr.strip()[-300:]}"
-    partial = _CACHE / "site.partial"
+    # unpack beside the target and rename into place, so a concurrent test run never sees half a wheel
+    partial = Path(tempfile.mkdtemp(prefix="site.", dir=_CACHE))
     with zipfile.ZipFile(wheels[0]) as wheel:
         wheel.extractall(partial)
-    partial.rename(root)
+    try:
+        partial.rename(root)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)  # another run got there first
     return root
 
 

@@ -17,7 +17,9 @@ from harness.outcomes import Outcome, Stratum
 from harness.scenario import SCHEMA_FILENAME, AnswerStep, AnyOrderStep, CallStep, Matcher, load_scenarios
 from harness.scoring import score_arguments, score_scenario
 from harness.trajectory import ToolCall
-from tests.bfcl_eval_pkg import bfcl_module
+from tests.bfcl_agreement import Case, bfcl_accepts, replies_for
+from tests.bfcl_agreement import harness_accepts as harness_grades
+from tests.bfcl_eval_pkg import bfcl_data, bfcl_module
 from tests.scripted import ScriptedClient, broken, call, calls, leaked, text
 
 DATA = Path(__file__).resolve().parent / "data" / "bfcl"
@@ -453,10 +455,6 @@ def test_nothing_is_written_when_a_file_is_broken(tmp_path):
 
 
 # -- BFCL v4, the real data (bfcl-eval fetched from PyPI for the test run) -------------------------
-
-from tests.bfcl_agreement import Case, bfcl_accepts, harness_accepts as harness_grades, replies_for  # noqa: E402
-from tests.bfcl_eval_pkg import bfcl_data  # noqa: E402
-
 
 class V4:
     """BFCL v4 as BFCL ships it, and what the importer made of it."""

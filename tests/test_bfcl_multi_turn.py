@@ -43,6 +43,9 @@ def test_miss_func_holds_functions_back_until_their_turn(entries):
     [(turn, added)] = entry.added_functions.items()
     assert turn == 3 and [f["name"] for f in added] == ["sort"]
     assert "sort" not in {f["name"] for f in entry.functions}
+    # BFCL's Python hint goes on the functions offered from the start, not on the held-out one
+    assert all(f["description"].endswith("Note that the provided function is in Python 3 syntax.") for f in entry.functions)
+    assert not added[0]["description"].endswith("Python 3 syntax.")
     assert entry.turns[3] == [{"role": "user", "content": "I have updated some more functions you can choose from. What about now?"}]
     assert entry.ground_truth[2] == []  # the turn where the model must say it cannot
 
