@@ -108,6 +108,8 @@ class TurnGrade(_Model):
     reason: str = ""
     bfcl_error: str | None = None
     """BFCL's error type for this turn, where its checker would fail here (`multi_turn:...`)."""
+    call_errors: list[str] = Field(default_factory=list)
+    """The model's calls in this turn that the classes answered with an error, each with the error."""
 
 
 class MultiTurnScore(_Model):
@@ -230,6 +232,20 @@ def _unordered_missing(expected: list[str], actual: list[str]) -> list[int]:
     return missing
 
 
+def _error_of(result: str) -> str | None:
+    # a call fails by raising (the executor's text) or, in most BFCL classes, by returning {"error": ...}
+    if result.startswith("Error during execution: "):
+        return result.removeprefix("Error during execution: ")
+    if result.startswith("{"):
+        try:
+            parsed = json.loads(result)
+        except ValueError:
+            return None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            return parsed["error"]
+    return None
+
+
 def grade_multi_turn(entry: MultiTurnEntry, steps: list[list[list[str]]]) -> MultiTurnScore:
     """Grade a conversation: `steps` holds, per turn, per model step, the calls made (`name(k=v)` text).
 
@@ -247,14 +263,18 @@ def grade_multi_turn(entry: MultiTurnEntry, steps: list[list[list[str]]]) -> Mul
     for index, expected in enumerate(entry.ground_truth):
         turn_steps = [s for s in (steps[index] if index < len(steps) else []) if s]
         calls = [c for s in turn_steps for c in s]
+        errors = []
         for call in calls:
-            model_results.append(model_world.execute_text(call))
+            result = model_world.execute_text(call)
+            model_results.append(result)
+            if (why := _error_of(result)) is not None:
+                errors.append(f"{call}: {why}")
             try:
                 model_names.add(parse_call(call)[0])
             except (ValueError, SyntaxError):
                 pass
         truth_results = [truth_world.execute_text(c) for c in expected]
-        grade = TurnGrade(turn=index + 1, expected=expected, calls=calls, outcome=Outcome.OK)
+        grade = TurnGrade(turn=index + 1, expected=expected, calls=calls, outcome=Outcome.OK, call_errors=errors)
         if not expected:
             if calls:
                 grade.outcome, grade.reason = Outcome.UNEXPECTED_CALL, "called tools in a turn where it should not act (ask, or say it cannot)"

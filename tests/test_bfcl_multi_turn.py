@@ -85,6 +85,11 @@ def test_a_wrong_turn_is_named_and_the_later_turns_still_graded(entries):
     steps[0] = [["cd(folder='document')", "mkdir(dir_name='tmp')", "mv(source='final_report.pdf', destination='tmp')"]]
     wrong = grade_multi_turn(entry, steps)
     assert wrong.turns[0].outcome is Outcome.END_STATE_MISMATCH and "GorillaFileSystem" in wrong.turns[0].reason
+    # the calls that failed on the classes are named with their error
+    steps[0] = [["cd(folder='documents')", "mkdir(dir_name='temp')"]]
+    failed = grade_multi_turn(entry, steps).turns[0]
+    assert failed.call_errors and failed.call_errors[0].startswith("cd(folder='documents'): ")
+    assert grade_multi_turn(entry, ground_truth_steps(entry)).turns[0].call_errors == []
 
 
 def test_acting_where_the_model_should_not_is_an_unexpected_call(entries):
