@@ -2,7 +2,8 @@
 
 Each turn's actual calls are aligned in order with that turn's expected steps. A call step is graded
 on tool selection, argument validity and context retention; answer and ask steps on the text.
-`score_scenario` adds the final-answer, end-state and forbidden-call checks.
+`score_scenario` adds the final-answer, end-state and forbidden-call checks. The value comparisons
+themselves live in `harness.matchers`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ __all__ = [
 ]
 
 
-
 def resolve_path(data: Any, path: str) -> Any:
     """Follow a dotted path (`orders.A17.status`, `outbox.0.to`) into nested dicts and lists.
 
-    Returns the sentinel `_MISSING` (falsy checks: use `is`) when any part is absent.
+    Returns `harness.matchers.MISSING` (compare with `is`) when any part is absent.
     """
     if path in ("", "."):
         return data
