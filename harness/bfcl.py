@@ -631,14 +631,15 @@ def read_bfcl(path: str | Path, answer_path: str | Path | None = None, *, catego
     if not result.scenarios:
         what = f"entries of category {category!r}" if category else "entries"
         raise BFCLError(result.skipped or [ScenarioProblem(file=str(path), message=f"no {what} to import here")])
-    for problem in result.skipped:
-        log.warning("bfcl.skip_entry", file=problem.file, line=problem.line, field=problem.field, reason=problem.message)
     return result
 
 
 def load_bfcl(question_path: str | Path, answer_path: str | Path | None = None, *, category: str | None = None) -> list[Scenario]:
     """The scenarios `read_bfcl` makes (entries that cannot be imported are left out, with a warning)."""
-    return read_bfcl(question_path, answer_path, category=category).scenarios
+    result = read_bfcl(question_path, answer_path, category=category)
+    for problem in result.skipped:
+        log.warning("bfcl.skip_entry", file=problem.file, line=problem.line, field=problem.field, reason=problem.message)
+    return result.scenarios
 
 
 def _schema_comment(out_dir: Path) -> str:
