@@ -6,6 +6,7 @@ backoff; everything else, model failures included, comes back as a `Reply` with 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from harness.normalize import error_message, is_server_parse_error, normalize_re
 from harness.outcomes import Outcome
 from harness.records import Sampling, Target
 from harness.safejson import load_json, sanitize
+from harness.scrub import cap_text
 from harness.trajectory import Reply
 
 __all__ = [
@@ -125,7 +127,14 @@ class _Client:
             nonlocal attempts
             attempts += 1
             self._log.debug("client.request", attempt=attempts, messages=len(messages), tools=len(tools))
-            return await self._attempt(body)
+            try:
+                # a wall-clock deadline: the SDK's timeout is per read, so a server trickling bytes never trips it
+                async with asyncio.timeout(self.timeout_s):
+                    return await self._attempt(body)
+            except TimeoutError:
+                raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(None, body),
+                                       error=f"no complete reply from {self.target.base_url} within "
+                                             f"{self.timeout_s:g}s (timeout)")) from None
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries + 1),
@@ -209,7 +218,7 @@ class OpenAIChatClient(_Client):
             ctype = raw.headers.get("content-type", "?")
             why = "is not JSON" if isinstance(exc, json.JSONDecodeError) else f"cannot be read ({exc})"
             return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=raw.status_code, latency_ms=latency_ms,
-                         response={"raw_text": text[:_BODY_LIMIT]},
+                         response={"raw_text": cap_text(text, _BODY_LIMIT)},
                          error=f"HTTP {raw.status_code} from {self.target.base_url} {why} ({ctype}): "
                                f"{_clip(text)!r}; is this an OpenAI-compatible endpoint (base_url usually ends in /v1)?")
         reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
@@ -266,10 +275,11 @@ def _status_failure(status: int, text: str, sent: dict[str, Any], target: Target
         body: Any = load_json(text)
     except (ValueError, TypeError):
         body = text
-    message = error_message(body) or _clip(text) or "(empty body)"
-    response = body if isinstance(body, dict) else {"raw_text": (text or "")[:_BODY_LIMIT]}
+    message = _clip(error_message(body), _BODY_LIMIT) or _clip(text) or "(empty body)"
+    response = body if isinstance(body, dict) else {"raw_text": cap_text(text or "", _BODY_LIMIT)}
     where = target.base_url
-    if status >= 500 and is_server_parse_error(text):
+    # a parse failure says so near the start; scanning a 50 MB proxy page for it took 14 s
+    if status >= 500 and is_server_parse_error((text or "")[:65_536]):
         return Reply(outcome=Outcome.SERVER_PARSE_ERROR, request=sent, response=response, status_code=status,
                      error=f"HTTP {status}: the server could not parse the model's tool call: {message}")
     reply = Reply(outcome=Outcome.INFRA_ERROR, request=sent, response=response, status_code=status,

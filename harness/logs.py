@@ -1,4 +1,8 @@
-"""structlog configured in one place: JSON lines to a file, readable console output on a terminal."""
+"""structlog configured in one place: JSON lines to a file, readable console output on a terminal.
+
+Every event is bounded and redacted before it goes anywhere: each string field is capped at
+`LOG_CAP_CHARS` (head and tail, size and sha256 kept) and known secrets are replaced.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,12 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+from harness import scrub
+
+__all__ = ["LOG_CAP_CHARS", "configure_logging"]
+
+LOG_CAP_CHARS = 4_096
+"""Longest string field a log event keeps whole (a 50 MB error body is logged as an excerpt)."""
 
 _file: TextIO | None = None
 
@@ -33,6 +42,11 @@ class _Tee:
         raise structlog.DropEvent
 
 
+def _bound(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Cap and redact every field of an event, for the file and the console alike."""
+    return {key: scrub.redact_value(scrub.cap_value(value, LOG_CAP_CHARS)) for key, value in event.items()}
+
+
 def configure_logging(log_file: Path | None = None, *, verbose: bool = False, quiet: bool = False) -> None:
     """Configure structlog for the CLI: every event as JSON to `log_file`, warnings (or all with
     `verbose`) to stderr, rendered for people when stderr is a terminal."""
@@ -51,6 +65,7 @@ def configure_logging(log_file: Path | None = None, *, verbose: bool = False, qu
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _bound,
             _Tee(_file, console_level, renderer),
         ],
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

@@ -3,18 +3,28 @@
 Line 1 (and the first line of every resumed session) is a `RunHeader` with the config and each
 target's provenance; every further line is a `RunRecord` for one scenario x target x epoch.
 Reports, comparisons and gates are built from these files alone.
+
+Durability: each line is written and flushed to the operating system as soon as its scenario finishes,
+so a crash of the harness (SIGKILL, OOM, Ctrl-C, a bug) loses no finished scenario. `fsync` runs at
+most once per `FSYNC_INTERVAL_S` (and on close), from a background thread: a crash of the whole
+machine (power loss, kernel panic) can lose the records finished in the last second at most.
+A crash mid-write leaves a torn last line; `repair_results` truncates it before a resume appends.
+Every line is capped (`harness.scrub.cap_text`) and redacted of known secrets before it is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness import scrub
 from harness.scores import ScenarioScore
 from harness.trajectory import Trajectory
 
@@ -26,10 +36,13 @@ __all__ = [
     "RunConfig",
     "RunHeader",
     "RunRecord",
+    "FSYNC_INTERVAL_S",
+    "Repair",
     "Results",
     "ResultsError",
     "ResultsWriter",
     "read_results",
+    "repair_results",
 ]
 
 SCHEMA_VERSION = 1
@@ -197,33 +210,177 @@ class Results(_Model):
         return [r for r in self.latest() if r.target == target]
 
 
-class ResultsWriter:
-    """Appends records to a JSONL file, one flushed and fsynced line each, so a crash loses no finished run."""
+FSYNC_INTERVAL_S = 1.0
+"""Longest time a written record waits for its fsync: the most a machine crash can lose."""
 
-    def __init__(self, path: str | Path):
+_LINE_SOFT_LIMIT = 4 * scrub.CAP_CHARS
+_RAW_LIMIT = 4 * scrub.CAP_CHARS
+
+
+def _bounded(record: dict[str, Any]) -> dict[str, Any]:
+    """Cap every string in a dumped record and, where a raw body is still large (many small parts),
+    store it as an excerpt of its JSON text with size and hash."""
+    data = scrub.cap_value(record)
+    for step in (data.get("trajectory") or {}).get("steps") or []:
+        reply = step.get("reply") or {}
+        for key in ("response", "request"):
+            value = reply.get(key)
+            if isinstance(value, dict):
+                text = json.dumps(value, ensure_ascii=False)
+                if len(text) > _RAW_LIMIT:
+                    reply[key] = {"capped": scrub.cap_text(text, scrub.CAP_CHARS)}
+    return data
+
+
+def _line(model: BaseModel) -> str:
+    """The JSON line stored for `model`: capped when large, always redacted."""
+    line = model.model_dump_json()
+    if len(line) > _LINE_SOFT_LIMIT:
+        line = json.dumps(_bounded(model.model_dump(mode="json")), ensure_ascii=False)
+    return scrub.redact(line)
+
+
+class ResultsWriter:
+    """Appends records to a JSONL file: each line flushed at once, fsynced within `fsync_interval_s`.
+
+    See the module docstring for what survives which crash.
+    """
+
+    def __init__(self, path: str | Path, *, fsync_interval_s: float = FSYNC_INTERVAL_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
+        self._interval = fsync_interval_s
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._closed = threading.Event()
+        self.fsyncs = 0
+        """fsync calls made so far (tests and benchmarks read it)."""
+        self._syncer = threading.Thread(target=self._sync_loop, name="results-fsync", daemon=True)
+        self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        while not self._closed.wait(self._interval):
+            self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            if not self._dirty or self._fh.closed:
+                return
+            self._dirty = False
+            fd = self._fh.fileno()
+            self.fsyncs += 1
+        os.fsync(fd)
 
     def _write(self, model: BaseModel) -> None:
-        self._fh.write(model.model_dump_json() + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        line = _line(model) + "\n"
+        with self._lock:
+            # one write call per line: a crash tears at most this line, never an earlier one
+            self._fh.write(line)
+            self._fh.flush()
+            self._dirty = True
 
     def header(self, header: RunHeader) -> None:
         self._write(header)
+        self._sync()  # the header names the run: on disk before any request is made
 
     def record(self, record: RunRecord) -> None:
         self._write(record)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh.closed:
+            return
+        self._closed.set()
+        self._syncer.join(timeout=5)
+        self._sync()
+        with self._lock:
+            self._fh.close()
 
     def __enter__(self) -> "ResultsWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Repair(_Model):
+    """What `repair_results` did to a results file before a resume appended to it."""
+
+    path: str
+    line: int
+    """1-based number of the last line, the one repaired."""
+    dropped_bytes: int = 0
+    """Bytes of a torn line truncated away (0 when the line was complete)."""
+    added_newline: bool = False
+    """The last line was a complete record missing only its newline; the newline was added and the record kept."""
+
+    @property
+    def message(self) -> str:
+        if self.dropped_bytes:
+            return (f"{self.path}: line {self.line} was torn by a crash mid-write ({self.dropped_bytes:,} bytes, "
+                    "not a complete record); truncated it to the last complete record, which is kept")
+        return f"{self.path}: line {self.line} was complete but lacked its newline; added it, the record is kept"
+
+
+def repair_results(path: str | Path) -> Repair | None:
+    """Make a results file safe to append to: a torn last line (a crash mid-write) is truncated, a
+    complete last record missing only its newline gets one. Returns what was done, None if nothing was."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        # the last line starts after the last newline that has something after it
+        window = min(size, 1 << 16)
+        start = size
+        while True:
+            fh.seek(start - window)
+            chunk = fh.read(window)
+            cut = chunk.rstrip(b"\n\r\0 \t").rfind(b"\n")
+            if cut >= 0 or start - window == 0:
+                begin = start - window + cut + 1 if cut >= 0 else 0
+                break
+            window = min(start, window * 4)
+        fh.seek(begin)
+        tail = fh.read()
+        line_no = 1 + _count_newlines(fh, begin)
+        body = tail.rstrip(b"\n\r\0 \t")
+        if not body:
+            if tail.strip(b"\n\r") == b"":
+                return None
+            fh.truncate(begin)  # zero bytes a crash left after the last line
+            return Repair(path=str(path), line=line_no, dropped_bytes=len(tail))
+        if _complete(body):
+            if tail.endswith(b"\n") and tail == body + b"\n":
+                return None
+            fh.truncate(begin)
+            fh.seek(begin)
+            fh.write(body + b"\n")
+            return Repair(path=str(path), line=line_no, added_newline=True)
+        fh.truncate(begin)
+        return Repair(path=str(path), line=line_no, dropped_bytes=len(tail))
+
+
+def _count_newlines(fh: Any, end: int) -> int:
+    fh.seek(0)
+    count, left = 0, end
+    while left > 0:
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
+
+
+def _complete(line: bytes) -> bool:
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("kind") in ("header", "result")
 
 
 def _results_files(path: Path) -> list[Path]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pytest
 
+from harness import scrub
 from harness.outcomes import Outcome
 from harness.records import (
-    SCHEMA_VERSION, ResultsError, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results,
+    SCHEMA_VERSION, ResultsError, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results, repair_results,
 )
 from harness.scores import ScenarioScore
-from harness.trajectory import Trajectory
+from harness.trajectory import Reply, Step, Trajectory
 
 
 def record(target="t", scenario="s", epoch=0, passed=True) -> RunRecord:
@@ -83,3 +86,117 @@ def test_several_files_merge_and_the_last_record_per_key_wins(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ResultsError, match="no such file"):
         read_results(tmp_path / "nope.jsonl")
+
+
+# --- torn lines, caps, secrets, fsync batching --------------------------------------------------
+
+
+def _file_with(tmp_path, tail: bytes):
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as w:
+        w.header(header("a"))
+        w.record(record("a", "s1"))
+    with path.open("ab") as fh:
+        fh.write(tail)
+    return path
+
+
+def test_a_torn_last_line_is_truncated_and_the_file_appends_cleanly_again(tmp_path):
+    path = _file_with(tmp_path, record("a", "s2").model_dump_json()[:70].encode())
+    repair = repair_results(path)
+    assert repair is not None and repair.line == 3 and repair.dropped_bytes == 70 and "torn" in repair.message
+    assert repair_results(path) is None  # idempotent
+    with ResultsWriter(path) as w:  # what a resume does next
+        w.header(header("a"))
+        w.record(record("a", "s2"))
+    results = read_results(path)
+    assert [r.scenario_id for r in results.records] == ["s1", "s2"] and len(results.headers) == 2
+
+
+def test_a_complete_last_record_missing_only_its_newline_is_kept(tmp_path):
+    path = _file_with(tmp_path, record("a", "s2").model_dump_json().encode())
+    repair = repair_results(path)
+    assert repair is not None and repair.added_newline and repair.dropped_bytes == 0
+    with ResultsWriter(path) as w:
+        w.header(header("a"))
+    assert [r.scenario_id for r in read_results(path).records] == ["s1", "s2"]
+
+
+def test_zero_bytes_a_machine_crash_left_after_the_last_line_are_dropped(tmp_path):
+    path = _file_with(tmp_path, b"\0" * 4096)
+    repair = repair_results(path)
+    assert repair is not None and not path.read_bytes().endswith(b"\0")
+    assert path.read_bytes().endswith(b"\n")
+    assert [r.scenario_id for r in read_results(path).records] == ["s1"]
+
+
+def test_an_intact_file_is_left_alone(tmp_path):
+    path = _file_with(tmp_path, b"")
+    before = path.read_bytes()
+    assert repair_results(path) is None and path.read_bytes() == before
+    assert repair_results(tmp_path / "absent.jsonl") is None
+
+
+def test_a_50_mb_body_is_stored_as_head_tail_size_and_hash(tmp_path):
+    page = "<html>" + "proxy error " * 4_200_000 + "</html>"
+    rec = record("a", "s1", passed=False)
+    reply = Reply(outcome=Outcome.INFRA_ERROR, error="HTTP 502: " + page, response={"raw_text": page},
+                  content=page)
+    rec.trajectory.steps.append(Step(index=0, turn=1, reply=reply))
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as w:
+        w.record(rec)
+    size = path.stat().st_size
+    assert size < 200_000, size
+    [stored] = read_results(path).records
+    err = stored.trajectory.steps[0].reply.error
+    assert err.startswith("HTTP 502: <html>proxy error") and err.endswith("</html>")
+    assert f"{len(('HTTP 502: ' + page).encode()):,} bytes" in err
+    assert hashlib.sha256(("HTTP 502: " + page).encode()).hexdigest() in err
+
+
+def test_a_raw_body_of_many_small_parts_is_capped_whole(tmp_path):
+    rec = record("a", "s1")
+    rec.trajectory.steps.append(Step(index=0, turn=1, reply=Reply(response={"choices": list(range(300_000))})))
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as w:
+        w.record(rec)
+    assert path.stat().st_size < 100_000
+    [stored] = read_results(path).records
+    assert "capped" in stored.trajectory.steps[0].reply.response
+
+
+def test_a_registered_secret_never_reaches_the_file(tmp_path):
+    scrub.clear_secrets()
+    scrub.add_secret("sk-test-0123456789")
+    try:
+        rec = record("a", "s1")
+        rec.trajectory.steps.append(Step(index=0, turn=1, reply=Reply(
+            error="HTTP 401: Incorrect API key provided: sk-test-0123456789",
+            response={"error": {"message": "key sk-test-0123456789"}})))
+        path = tmp_path / "results.jsonl"
+        with ResultsWriter(path) as w:
+            w.header(RunHeader(run_id="r", config=RunConfig(), targets=[
+                Target(name="a", base_url="http://u:sk-test-0123456789@h/v1", model="m")]))
+            w.record(rec)
+        text = path.read_text()
+        assert "sk-test-0123456789" not in text and text.count(scrub.REDACTED) >= 3
+        assert read_results(path).records[0].trajectory.steps[0].reply.error.endswith(scrub.REDACTED)
+    finally:
+        scrub.clear_secrets()
+
+
+def test_fsyncs_are_batched_but_every_line_is_on_disk_at_once(tmp_path):
+    path = tmp_path / "results.jsonl"
+    w = ResultsWriter(path, fsync_interval_s=0.2)
+    w.header(header("a"))
+    for i in range(200):
+        w.record(record("a", f"s{i}"))
+        if i == 0:
+            # flushed to the OS before record() returns: a SIGKILL now loses nothing finished
+            assert len(read_results(path).records) == 1
+    assert w.fsyncs < 20  # the header's, then one per timer tick at most: not one per record
+    time.sleep(0.6)
+    assert w.fsyncs >= 2  # the timer synced the batch within the interval, no further write needed
+    w.close()
+    assert len(read_results(path).records) == 200
