@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,10 @@ def _run_opts(f: Any) -> Any:
         click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
         click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout instead of tables."),
         click.option("--no-preflight", is_flag=True, help="Skip the probes of each server (tools in prompt, tool_choice, ...)."),
-        click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request before it counts as an infrastructure error."),
+        click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Wall-clock seconds per request attempt (however slowly the server sends) before it counts as an infrastructure error."),
+        click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
+                     help="Retries of a request that hit an infrastructure error (with backoff, Retry-After honoured)."),
         click.option("-v", "--verbose", is_flag=True, help="Log every step to the terminal."),
     ]
     for opt in reversed(opts):
@@ -120,8 +124,12 @@ def _run_opts(f: Any) -> Any:
 @click.version_option(__version__, prog_name="harness")
 def main() -> None:
     """Eval harness for agentic tool calling: find the quant that picks the wrong tool at step 3."""
+    from harness import scrub
     from harness.logs import configure_logging
 
+    # nothing printed may carry a known secret: keys from the environment now, flags' keys and URLs' passwords when read
+    scrub.guard_streams()
+    scrub.register_env_secrets()
     # every command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
     configure_logging()
 
@@ -136,7 +144,8 @@ def main() -> None:
 @click.option("--name", help="Label for this target in reports (default: the model id).")
 @click.option("--provider", type=click.Choice(["openai", "litellm"]), default="openai", show_default=True,
               help="litellm routes non-OpenAI providers (--model ollama_chat/...).")
-@click.option("--api-key", envvar="HARNESS_API_KEY", help="API key (or HARNESS_API_KEY).")
+@click.option("--api-key", envvar=["HARNESS_API_KEY", "OPENAI_API_KEY"],
+              help="API key (or HARNESS_API_KEY, else OPENAI_API_KEY as the openai SDK reads it). Never written or printed.")
 @_run_opts
 def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
@@ -214,74 +223,149 @@ def _execute(
     json_out: bool,
     no_preflight: bool,
     timeout: float,
+    retries: int,
     verbose: bool,
 ) -> None:
-    from harness.logs import configure_logging
-    from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+    from harness import scrub
 
     console = _console(json_out)
-    scenarios = _load(paths, tags, ids)
-    difficulty = _knobs(knobs)
-    for flag, path in (("--baseline", baseline), ("--pinned-baseline", pinned_baseline)):
-        if path and not Path(path).is_file():
-            # say so before an hour of runs, not after
-            raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
-    from harness.gate import parse_thresholds
-
+    for target in targets:
+        if target.api_key is None:
+            # as the openai SDK does: a key in the environment is used when none is given
+            target.api_key = os.environ.get("HARNESS_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        scrub.add_secret(target.api_key)
+        scrub.add_url_secrets(target.base_url)
+    run_dir: Path | None = None
+    # Ctrl-C anywhere (loading, the server check, the runs, the reports) ends with 130; finished runs are on disk
     try:
-        floors = parse_thresholds(fail_under)
-    except ValueError as exc:
-        raise HarnessError(str(exc)) from None
-    run_dir = Path(resume_dir or out_dir or Path("runs") / new_run_id())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    configure_logging(run_dir / "log.jsonl", verbose=verbose)
-    config = RunConfig(
-        scenario_paths=list(paths) or _default_scenarios(),
-        scenario_set_hash=scenario_set_hash(scenarios),
-        scenario_ids=[s.id for s in scenarios],
-        tags=list(tags),
-        epochs=epochs,
-        sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens),
-        concurrency=concurrency,
-        reference=reference,
-        tolerance=tolerance,
-        critical_strata=list(critical),
-        difficulty=difficulty,
-        harness_version=__version__,
-    )
-    provenance = dict(provenance or {})
-    console.print(f"[bold]{len(scenarios)} scenarios[/] x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
-    if len(targets) > 1 and scenarios:
-        from harness.stats import min_decidable_scenarios, z_value
+        from harness.logs import configure_logging
+        from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
 
-        z2 = z_value() ** 2
-        best = 100 * z2 / (len(scenarios) + z2)
-        need = min_decidable_scenarios((tolerance or 5.0) / 100) if tolerance else None
-        console.print(f"plan: even with no flip, {len(scenarios)} scenarios can rule out drops no smaller than {best:.1f} pts"
-                      + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
-                         if need and need > len(scenarios) else "")
-                      + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
-    asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        scenarios = _load(paths, tags, ids)
+        difficulty = _knobs(knobs)
+        for flag, path in (("--baseline", baseline), ("--pinned-baseline", pinned_baseline)):
+            if path and not Path(path).is_file():
+                # say so before an hour of runs, not after
+                raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
+        from harness.gate import parse_thresholds
 
-    from harness.client import make_client
-
-    def factory(target: Target) -> Any:
-        return make_client(target, timeout_s=timeout)
-
-    with make_progress(console, disable=json_out) as progress:
         try:
+            floors = parse_thresholds(fail_under)
+        except ValueError as exc:
+            raise HarnessError(str(exc)) from None
+        if out_dir and resume_dir and Path(out_dir).resolve() != Path(resume_dir).resolve():
+            raise HarnessError(f"--out {out_dir} and --resume {resume_dir} name different folders; "
+                               "--resume alone continues a run in its own folder")
+        run_dir = Path(resume_dir or out_dir or Path("runs") / new_run_id())
+        results_file = run_dir / "results.jsonl"
+        config = RunConfig(
+            scenario_paths=list(paths) or _default_scenarios(),
+            scenario_set_hash=scenario_set_hash(scenarios),
+            scenario_ids=[s.id for s in scenarios],
+            tags=list(tags),
+            epochs=epochs,
+            sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens),
+            concurrency=concurrency,
+            reference=reference,
+            tolerance=tolerance,
+            critical_strata=list(critical),
+            difficulty=difficulty,
+            harness_version=__version__,
+        )
+        if resume_dir:
+            # the run's own log records what a resume found, refused or not
+            configure_logging(run_dir / "log.jsonl", verbose=verbose)
+            _check_resume(results_file, scenarios, targets, config, console)
+        else:
+            _check_fresh(results_file)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            configure_logging(run_dir / "log.jsonl", verbose=verbose)
+        provenance = dict(provenance or {})
+        console.print(f"[bold]{len(scenarios)} scenarios[/] x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
+        if len(targets) > 1 and scenarios:
+            from harness.stats import min_decidable_scenarios, z_value
+
+            z2 = z_value() ** 2
+            best = 100 * z2 / (len(scenarios) + z2)
+            need = min_decidable_scenarios((tolerance or 5.0) / 100) if tolerance else None
+            console.print(f"plan: even with no flip, {len(scenarios)} scenarios can rule out drops no smaller than {best:.1f} pts"
+                          + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
+                             if need and need > len(scenarios) else "")
+                          + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
+        asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+
+        from harness.client import make_client
+
+        def factory(target: Target) -> Any:
+            return make_client(target, timeout_s=timeout, retries=retries)
+
+        with make_progress(console, disable=json_out) as progress:
             results = asyncio.run(
-                run_suite(scenarios, targets, out=run_dir / "results.jsonl", config=config, provenance=provenance,
+                run_suite(scenarios, targets, out=results_file, config=config, provenance=provenance,
                           client_factory=factory, progress=progress)
             )
-        except KeyboardInterrupt:
+        code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
+                       baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
+                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors)
+    except KeyboardInterrupt:
+        if run_dir is not None and (run_dir / "results.jsonl").exists():
             console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
                           f"continue with the same command plus --resume {run_dir}")
-            sys.exit(ExitCode.INTERRUPTED)
-    code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
-                   baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
-                   pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors)
+        else:
+            console.print("[yellow]interrupted[/] before any run started; nothing was written.")
+        sys.exit(ExitCode.INTERRUPTED)
     sys.exit(code)
+
+
+def _check_fresh(results_file: Path) -> None:
+    """A new run never lands in a folder that holds another run's results (a nightly reusing `--out`)."""
+    if not results_file.exists() or results_file.stat().st_size == 0:
+        return
+    from harness.records import ResultsError, read_results
+
+    what = "results"
+    try:
+        old = read_results(results_file)
+        if old.headers:
+            what = f"the results of run {old.headers[0].run_id} ({len(old.records)} records)"
+    except ResultsError:
+        pass
+    folder = results_file.parent
+    raise HarnessError(f"--out {folder} already holds {what} in {results_file.name}; a new run will not mix into it. "
+                       f"Use another --out folder (or none: runs/<run id>), remove the old one, "
+                       f"or continue that run with --resume {folder}.")
+
+
+def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target], config: RunConfig,
+                  console: Console) -> None:
+    """Repair a torn last line (saying so), then refuse a resume whose run differs from the one in the file."""
+    import structlog
+
+    from harness.records import ResultsError, read_results, repair_results
+    from harness.runner import resume_conflicts
+
+    if not results_file.exists() or results_file.stat().st_size == 0:
+        # killed before its header was written: nothing to continue, nothing to contradict
+        console.print(f"[yellow]note:[/] no results in {results_file.parent} yet; starting the run there")
+        return
+    repair = repair_results(results_file)
+    if repair is not None:
+        console.print(f"[yellow]repaired:[/] {repair.message}")
+        # on the terminal already; the log keeps it too
+        structlog.get_logger("harness.cli").info(
+            "results.repaired", path=repair.path, line=repair.line, dropped_bytes=repair.dropped_bytes,
+            added_newline=repair.added_newline, message=repair.message)
+    try:
+        old = read_results(results_file)
+    except ResultsError as exc:
+        raise HarnessError(f"--resume: {exc}") from None
+    conflicts = resume_conflicts(old, scenarios, targets, config)
+    if conflicts:
+        raise HarnessError(
+            f"--resume {results_file.parent}: this command differs from the run in {results_file.name}, and "
+            "mixing the two would compare unlike results:\n" + "\n".join(f"  - {c}" for c in conflicts)
+            + "\nResume with the original settings, or start a new run with another --out."
+        )
 
 
 async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenance], scenarios: list[Any],
@@ -365,6 +449,7 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
                                                              + ", ".join(f"{k} {v:g}%" for k, v in floors.items()))))
     # the gate's answer comes first in summary.md and report.html: it is what the job decided
     written = report.write_reports(results, comparison, run_dir, gate=gate_html, gate_markdown=gate_markdown)
+    _redact_files(written.values())
     for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
         if extra:
             Path(extra).parent.mkdir(parents=True, exist_ok=True)
@@ -383,13 +468,35 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             console.print(line.strip())
         report.print_terminal(comparison, console, results=results)
         console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
-    # infrastructure errors on every run of a target leave nothing to score
+    # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
+    from harness.gate import DEFAULT_MAX_INFRA_SHARE
+
+    infra = False
     for name in targets:
         records = results.for_target(name)
-        if records and all(r.score.infra_error for r in records):
-            console.print(f"[red]every run against {name!r} hit an infrastructure error[/]")
-            return int(ExitCode.INFRA) if code == ExitCode.OK else int(code)
+        lost = sum(1 for r in records if r.score.infra_error)
+        if records and (lost == len(records) or lost / len(records) > DEFAULT_MAX_INFRA_SHARE):
+            infra = True
+            every = "every run" if lost == len(records) else f"{lost} of {len(records)} runs ({lost / len(records):.0%})"
+            console.print(f"[red]{every} against {name!r} hit an infrastructure error[/] (more than "
+                          f"{DEFAULT_MAX_INFRA_SHARE:.0%} of runs): the numbers cannot be trusted. "
+                          f"Check the server, then rerun the lost runs with --resume {run_dir}.")
+    if infra and code == ExitCode.OK:
+        return int(ExitCode.INFRA)
     return int(code)
+
+
+def _redact_files(paths: Any) -> None:
+    """Reports are built from redacted records; this pass makes sure of it for every file written."""
+    from harness import scrub
+
+    if not scrub.secrets():
+        return
+    for path in map(Path, paths):
+        text = path.read_text(encoding="utf-8")
+        clean = scrub.redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
 
 
 # -- demo ----------------------------------------------------------------------------------------

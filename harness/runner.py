@@ -2,7 +2,7 @@
 
 Targets run one after another (so speed is measured on an otherwise idle server); scenarios within
 a target run up to `concurrency` at a time. A results file can be resumed: finished runs are kept,
-runs that hit an infrastructure error are tried again.
+runs that hit an infrastructure error are tried again, and a line torn by a crash is repaired first.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.knobs import merge_difficulty
 from harness.loop import ChatClientLike, run_scenario
-from harness.records import Provenance, Results, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results
+from harness.records import (
+    Provenance, Results, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results, repair_results,
+)
 from harness.scenario import Scenario
 from harness.scoring import score_scenario
 
-__all__ = ["scenario_set_hash", "new_run_id", "make_progress", "run_suite"]
+__all__ = ["scenario_set_hash", "new_run_id", "make_progress", "resume_conflicts", "run_suite"]
 
 log = structlog.get_logger("harness.runner")
 
@@ -56,6 +58,51 @@ def make_progress(console: Any = None, *, disable: bool = False) -> Progress:
     )
 
 
+def resume_conflicts(old: Results, scenarios: list[Scenario], targets: list[Target], config: RunConfig) -> list[str]:
+    """What differs between the run recorded in `old` (its first header) and the one about to resume it,
+    one line each: the scenario set, epochs, sampling, difficulty knobs and targets (name, model, provider,
+    URL) must all match, or the merged results would compare unlike runs. Empty when resuming is safe."""
+    from harness.scrub import redact_url
+
+    if not old.headers:
+        return ["the results file has no header line to compare against"]
+    then = old.headers[0].config
+    out: list[str] = []
+    if then.scenario_set_hash != config.scenario_set_hash:
+        before, now = set(then.scenario_ids), {s.id for s in scenarios}
+        recorded = {r.scenario_id: r.scenario_hash for r in old.records}
+        changed = sorted(s.id for s in scenarios if s.id in recorded and recorded[s.id] != s.content_hash)
+        parts = [f"added {_few(now - before)}" if now - before else "", f"removed {_few(before - now)}" if before - now else "",
+                 f"content changed in {_few(changed)}" if changed else ""]
+        out.append("scenario set: " + ("; ".join(p for p in parts if p) or "the scenarios' content changed"))
+    if then.epochs != config.epochs:
+        out.append(f"epochs: {then.epochs} then, {config.epochs} now")
+    for field, value in then.sampling.model_dump().items():
+        if getattr(config.sampling, field) != value:
+            out.append(f"sampling {field}: {value!r} then, {getattr(config.sampling, field)!r} now")
+    if then.difficulty != config.difficulty:
+        out.append(f"difficulty knobs: {then.difficulty or 'none'} then, {config.difficulty or 'none'} now")
+    old_targets = {t.name: t for h in old.headers for t in h.targets}
+    new_targets = {t.name: t for t in targets}
+    if set(old_targets) != set(new_targets):
+        out.append(f"targets: {sorted(old_targets)} then, {sorted(new_targets)} now")
+    for name in sorted(set(old_targets) & set(new_targets)):
+        a, b = old_targets[name], new_targets[name]
+        for field in ("model", "provider", "base_url"):
+            was, now_ = getattr(a, field), getattr(b, field)
+            if field == "base_url":
+                # the stored URL has its password redacted: compare like with like
+                was, now_ = redact_url(was), redact_url(now_)
+            if was != now_:
+                out.append(f"target {name!r} {field}: {was!r} then, {now_!r} now")
+    return out
+
+
+def _few(ids: object) -> str:
+    items = sorted(ids)  # type: ignore[call-overload]
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
 def _done_keys(path: Path) -> set[tuple[str, str, int, str]]:
     if not path.exists() or path.stat().st_size == 0:
         return set()
@@ -85,6 +132,10 @@ async def run_suite(
 
         client_factory = make_client
     run_id = run_id or new_run_id()
+    repair = repair_results(out)
+    if repair is not None:
+        log.warning("results.repaired", path=repair.path, line=repair.line, dropped_bytes=repair.dropped_bytes,
+                    added_newline=repair.added_newline, message=repair.message)
     done = _done_keys(out) if resume else set()
     header = RunHeader(run_id=run_id, config=config, targets=targets, provenance=provenance or {})
     writer = ResultsWriter(out)

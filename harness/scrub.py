@@ -7,6 +7,7 @@ is stored as `[REDACTED]`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -120,6 +121,10 @@ def add_url_secrets(url: str | None) -> None:
         if piece:
             add_secret(unquote(piece))
             add_secret(piece)
+    if parts.username is not None and parts.password is not None:
+        # httpx sends URL userinfo as Basic auth; a server echoing the header echoes this
+        pair = f"{unquote(parts.username)}:{unquote(parts.password)}".encode()
+        add_secret(base64.b64encode(pair).decode())
 
 
 def redact_url(url: str) -> str:

@@ -11,6 +11,11 @@
 Chat completions are answered from the queue (`enqueue`), then by `responder(request_json)`, else
 with HTTP 418 "nothing scripted". `GET /v1/models` lists `models`; `route()` adds or overrides any
 path (`/props`, `/api/tags`, an HTML `/v1/models`). Every request is recorded in `requests`.
+
+Faults, for the reliability tests: `Canned(trickle_s=...)` sends its body a byte at a time,
+`huge_page()` is a 50 MB proxy error page, `die_after(n)` stops listening after n chat requests
+(connection refused from then on), and `echo_auth = True` answers every chat request with a 401 that
+quotes the API key it received, as some providers do.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "fake_server",
     "free_port",
     "html_page",
+    "huge_page",
     "leaked_call_reply",
     "parse_error_500",
     "text_reply",
@@ -58,6 +64,9 @@ class Canned:
     """Sleep this long before answering (for timeouts)."""
     drop: bool = False
     """Close the connection without sending anything."""
+    trickle_s: float = 0.0
+    """Send the body one byte at a time, sleeping this long between bytes (a server that never stalls
+    long enough for a read timeout, but never finishes either)."""
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -197,6 +206,14 @@ def html_page(status: int = 200) -> Canned:
                   content_type="text/html")
 
 
+def huge_page(megabytes: float = 50, status: int = 502) -> Canned:
+    """A proxy's HTML error page of `megabytes` MB (the kind that used to fill a disk with copies of itself)."""
+    line = "<p>upstream connect error or disconnect/reset before headers. reset reason: overflow</p>\n"
+    body = "<!doctype html><html><body><h1>502 Bad Gateway</h1>\n"
+    repeat = int(megabytes * 1_000_000) // len(line) + 1
+    return Canned(status=status, text=body + line * repeat + "</body></html>", content_type="text/html")
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (for connection-refused tests)."""
     import socket
@@ -219,7 +236,12 @@ class FakeServer:
         """Every request received, in order."""
         self.responder: Callable[[Any], Reply] | None = None
         """Answers chat requests once the queue is empty: request JSON -> Canned or body dict."""
+        self.echo_auth = False
+        """Answer chat requests with HTTP 401 quoting the `Authorization` header received."""
         self._queue: list[Canned] = []
+        self._die_after: int | None = None
+        self._chats = 0
+        self._dead = False
         self._routes: dict[tuple[str, str], Handler] = {}
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -244,6 +266,12 @@ class FakeServer:
             self._queue.extend(_canned(r) for r in replies)
         return self
 
+    def die_after(self, n: int) -> FakeServer:
+        """Stop listening once `n` chat requests have been answered: later connections are refused,
+        as when a server crashes mid-run."""
+        self._die_after = n
+        return self
+
     def route(self, path: str, reply: Handler, *, method: str = "GET") -> FakeServer:
         """Serve `path` (e.g. `/props`, `/api/tags`, `/v1/models`) with a fixed reply or a callable
         taking the request JSON (None for GET). Overrides the built-in routes."""
@@ -263,9 +291,15 @@ class FakeServer:
             return len(self._queue)
 
     def close(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+    def _die(self) -> None:
+        # from a handler thread: stop serving and close the listening socket; open connections finish
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def __enter__(self) -> FakeServer:
         return self
@@ -281,6 +315,20 @@ class FakeServer:
         if route is not None:
             return _canned(route(rec.json) if callable(route) else route)
         if rec.method == "POST" and rec.path.endswith("/chat/completions"):
+            with self._lock:
+                if self._dead:
+                    # a kept-alive connection outlived the listening socket: cut it, as a crash would
+                    return Canned(drop=True)
+                self._chats += 1
+                if self._die_after is not None and self._chats == self._die_after:
+                    self._dead = True
+                    threading.Thread(target=self._die, daemon=True).start()
+            if self.echo_auth:
+                got = next((v for k, v in rec.headers.items() if k.lower() == "authorization"), "")
+                return Canned(status=401, body={"error": {
+                    "message": f"Incorrect API key provided: {got.removeprefix('Bearer ')}. You can find your "
+                               "API key at https://example.invalid/account/api-keys.",
+                    "type": "invalid_request_error", "code": "invalid_api_key"}})
             with self._lock:
                 if self._queue:
                     return self._queue.pop(0)
@@ -333,7 +381,13 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 for key, value in canned.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if canned.trickle_s:
+                    for i in range(len(payload)):
+                        self.wfile.write(payload[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(canned.trickle_s)
+                else:
+                    self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 # the client gave up (a timeout test): nothing to answer
                 self.close_connection = True

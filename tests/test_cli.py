@@ -54,7 +54,8 @@ def model(wrong_on: set[str] = frozenset()):
 
 
 def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    # the code of this checkout, whatever is installed (cwd is a temporary folder)
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from structlog.testing import capture_logs
@@ -18,6 +19,7 @@ from tests.fakeserver import (  # noqa: F401 - fake_server is a fixture
     fake_server,
     free_port,
     html_page,
+    huge_page,
     leaked_call_reply,
     parse_error_500,
     text_reply,
@@ -242,6 +244,31 @@ async def test_a_reply_slower_than_the_timeout_is_an_infra_error(fake_server):
                       Canned(delay_s=1.5, body=completion({"content": "late"})), retries=1, timeout_s=0.3)
     assert reply.outcome is Outcome.INFRA_ERROR and reply.attempts == 2
     assert "timeout" in reply.error.lower()
+
+
+async def test_a_trickling_reply_is_cut_at_the_wall_clock_deadline(fake_server):
+    # a byte every 50 ms never trips a read timeout; the whole reply would take about 20 s
+    started = time.perf_counter()
+    reply = await ask(fake_server, Canned(trickle_s=0.05, body=completion({"content": "slow " * 60})),
+                      retries=0, timeout_s=1.0)
+    elapsed = time.perf_counter() - started
+    assert reply.outcome is Outcome.INFRA_ERROR and "within 1s (timeout)" in reply.error
+    assert 0.9 < elapsed < 2.0, elapsed
+
+
+async def test_a_trickle_then_a_good_reply_is_retried_and_scored(fake_server):
+    reply = await ask(fake_server, Canned(trickle_s=0.05, body=completion({"content": "slow " * 60})),
+                      text_reply("fast"), retries=1, timeout_s=0.5)
+    assert reply.outcome is Outcome.OK and reply.content == "fast" and reply.attempts == 2
+
+
+async def test_a_50_mb_error_page_is_an_infra_error_with_a_bounded_excerpt(fake_server):
+    started = time.perf_counter()
+    reply = await ask(fake_server, huge_page(50), retries=0, timeout_s=60)
+    assert reply.outcome is Outcome.INFRA_ERROR and reply.status_code == 502
+    assert "502 Bad Gateway" in reply.error and len(reply.error) < 3_000
+    assert "bytes, sha256" in reply.response["raw_text"] and len(reply.response["raw_text"]) < 3_000
+    assert time.perf_counter() - started < 15  # a regex over the whole page took 14 s alone
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
