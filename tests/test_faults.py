@@ -278,3 +278,36 @@ def test_random_sigkills_then_resume_lose_and_duplicate_nothing(tmp_path):
 def _lines(out: Path) -> int:
     path = out / "results.jsonl"
     return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+# --- a real llama-server killed mid-run (integration: the lead runs these) ------------------------
+
+
+@pytest.mark.integration
+def test_a_real_llama_server_killed_mid_run_exits_3_and_a_resume_finishes_the_rest(llama_server, tmp_path):
+    server = llama_server("Q8_0")
+    port = server.port
+    out = tmp_path / "out"
+    args = ["run", str(ROOT / "scenarios"), "--tag", "smoke", "--base-url", server.base_url, "--model", server.model,
+            "--name", "Q8_0", "--max-tokens", "256", "--retries", "1", "--no-preflight"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(out)], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while _lines(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # header, then the first finished scenario
+    assert proc.poll() is None, "the run ended before the server could be killed"
+    os.kill(server.pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 3, stderr[-3000:]
+    first = read_results(out / "results.jsonl")
+    finished = {r.key for r in first.records if not r.score.infra_error}
+    assert finished and any(r.score.infra_error for r in first.records)
+    # the same build back on the same port: the resume reruns only what the crash lost
+    llama_server("Q8_0", port=port)
+    resumed = harness(*args, "--resume", str(out), cwd=tmp_path)
+    assert resumed.returncode in (0, 1), resumed.stderr[-3000:]
+    results = read_results(out / "results.jsonl")
+    latest = results.latest()
+    assert len(latest) == 6 and not any(r.score.infra_error for r in latest)
+    kept = [r.key for r in results.records if not r.score.infra_error]
+    assert len(kept) == len(set(kept)) and finished <= set(kept)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.outcomes import Outcome
 from harness.records import RunConfig, Target, read_results
-from harness.runner import run_suite, scenario_set_hash
+from harness.runner import resume_conflicts, run_suite, scenario_set_hash
 from harness.scenario import Scenario
 from tests.scripted import call, calls, failure, text
 
@@ -107,3 +107,29 @@ def test_scenario_set_hash_names_the_task():
     b = scenarios()
     b[0] = b[0].model_copy(update={"system": "other"})
     assert scenario_set_hash(a) == scenario_set_hash(list(reversed(a))) != scenario_set_hash(b)
+
+
+async def test_resume_conflicts_name_every_difference_from_the_run_on_file(tmp_path):
+    scs = with_ids(scenarios())
+    out = tmp_path / "results.jsonl"
+    target = Target(name="t", base_url="http://u:pw-secret-1@x/v1", model="m")
+    config = RunConfig(scenario_set_hash=scenario_set_hash(scs), scenario_ids=[s.id for s in scs], epochs=1)
+    await run_suite(scs, [target], out=out, config=config, client_factory=lambda t: Model())
+    old = read_results(out)
+    assert resume_conflicts(old, scs, [target], config) == []  # the stored URL is redacted; still the same target
+
+    changed = scs[:2] + [scs[2].model_copy(update={"system": "other"})]
+    new_config = config.model_copy(update={
+        "scenario_set_hash": scenario_set_hash(changed), "epochs": 2, "difficulty": {"distractor_tools": 2},
+        "sampling": config.sampling.model_copy(update={"temperature": 0.7})})
+    other = Target(name="t", base_url="http://u:pw-secret-1@x/v1", model="m-q2")
+    conflicts = resume_conflicts(old, changed, [other], new_config)
+    assert conflicts == [
+        "scenario set: content changed in s2",
+        "epochs: 1 then, 2 now",
+        "sampling temperature: 0.0 then, 0.7 now",
+        "difficulty knobs: none then, {'distractor_tools': 2} now",
+        "target 't' model: 'm' then, 'm-q2' now",
+    ]
+    assert resume_conflicts(old, scs, [Target(name="q4", base_url="http://x/v1", model="m")], config) == [
+        "targets: ['t'] then, ['q4'] now"]
