@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 
 from harness.records import read_results
 from tests.fakeserver import Canned, FakeServer, huge_page, text_reply, tool_call_reply
@@ -130,8 +131,15 @@ def test_ctrl_c_while_loading_exits_130(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_load", interrupted)
-    with pytest.raises(SystemExit) as exit_:
-        cli.main.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], standalone_mode=False)
+    # in-process, the command wraps this test's streams and points logging at them: undo both afterwards
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    saved = structlog.get_config()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], standalone_mode=False)
+    finally:
+        structlog.configure(**saved)
     assert exit_.value.code == 130
     assert "interrupted" in capsys.readouterr().out
 
