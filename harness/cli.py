@@ -727,10 +727,13 @@ def schema(out: str | None, check: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the rebuilt reports (default: next to the first results file).")
 @click.option("--baseline", type=click.Path(dir_okay=False))
 @click.option("--max-drop", default=2.0, show_default=True, type=float)
+@click.option("--merge", "merge_runs", is_flag=True,
+              help="Sessions that ran the same scenarios (two nights): keep the last result of each, and say so.")
+@click.option("--apart", is_flag=True, help="Sessions that ran the same scenarios: report each run's targets as NAME@RUN_ID.")
 @click.option("--json", "json_out", is_flag=True)
 def report(results_paths: tuple[str, ...], reference: str | None, tolerance: float | None, critical: tuple[str, ...],
-           out_dir: str | None, baseline: str | None, max_drop: float, json_out: bool) -> None:
-    """Rebuild every report from results files alone (several files merge: shards, nights)."""
+           out_dir: str | None, baseline: str | None, max_drop: float, merge_runs: bool, apart: bool, json_out: bool) -> None:
+    """Rebuild every report from results files alone (shards and resumes of one run merge; nights need --merge or --apart)."""
     from harness.records import ResultsError, read_results
 
     try:
@@ -739,6 +742,17 @@ def report(results_paths: tuple[str, ...], reference: str | None, tolerance: flo
         raise HarnessError(str(exc)) from None
     if not results.records:
         raise HarnessError(f"no scenario results in {list(results_paths)}")
+    overlap = results.overlapping_runs()
+    if overlap and not (merge_runs or apart):
+        runs = ", ".join(f"{run} ({n} records)" for run, n in sorted(overlap.items()))
+        raise HarnessError(f"these results hold the same (target, scenario, epoch) from different runs: {runs}. "
+                           "They look like separate nights: pass one, --apart to report each run's targets side by "
+                           "side as NAME@RUN_ID, or --merge to keep the last result of each")
+    if merge_runs and apart:
+        raise HarnessError("--merge and --apart exclude each other")
+    if apart and overlap:
+        results = results.apart()
+        reference = f"{reference}@{results.headers[0].run_id}" if reference and results.headers else reference
     targets = results.targets()
     cfg = results.headers[-1].config if results.headers else RunConfig()
     reference = reference or cfg.reference or (targets[0] if len(targets) > 1 else None)

@@ -209,6 +209,34 @@ class Results(_Model):
     def for_target(self, target: str) -> list[RunRecord]:
         return [r for r in self.latest() if r.target == target]
 
+    def overlapping_runs(self) -> dict[str, int]:
+        """Run id -> how many of its records another run also wrote (same target, scenario, epoch).
+
+        Empty for one session, its resumes, and shards of one suite; not empty for two nights merged.
+        """
+        owner: dict[tuple[str, str, int], str] = {}
+        clash: dict[str, int] = {}
+        for r in self.records:
+            first = owner.setdefault(r.key, r.run_id)
+            if first != r.run_id:
+                clash[first] = clash.get(first, 0) + 1
+                clash[r.run_id] = clash.get(r.run_id, 0) + 1
+        return clash
+
+    def apart(self) -> Results:
+        """The same results with every target renamed `NAME@RUN_ID`, so sessions are reported side by side."""
+        def name(target: str, run_id: str) -> str:
+            return f"{target}@{run_id}"
+
+        headers = [h.model_copy(update={
+            "targets": [t.model_copy(update={"name": name(t.name, h.run_id)}) for t in h.targets],
+            "provenance": {name(k, h.run_id): v for k, v in h.provenance.items()},
+            "config": h.config.model_copy(update={"reference": name(h.config.reference, h.run_id)
+                                                  if h.config.reference else None}),
+        }) for h in self.headers]
+        records = [r.model_copy(update={"target": name(r.target, r.run_id)}) for r in self.records]
+        return Results(headers=headers, records=records)
+
 
 FSYNC_INTERVAL_S = 1.0
 """Longest time a written record waits for its fsync: the most a machine crash can lose."""

@@ -163,3 +163,26 @@ def test_nightly_gate_exit_codes(tmp_path, suite):
     assert night("night7", set(), "--fail-under", "x=high").returncode == 2
     missing = night("night4", set(), "--baseline", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "nope.json" in missing.stderr + missing.stdout
+
+
+def test_report_keeps_two_nights_apart_unless_told_to_merge(tmp_path):
+    from tests.factories import record, results as make_results
+
+    for night, steps in (("n1", "ok ok"), ("n2", "ok wrong_tool")):
+        res = make_results([record("q4", f"s{i}", steps=steps if i == 0 else "ok ok", run_id=night) for i in range(3)],
+                           run_id=night)
+        folder = tmp_path / night
+        folder.mkdir()
+        lines = [h.model_dump_json() for h in res.headers] + [r.model_dump_json() for r in res.records]
+        (folder / "results.jsonl").write_text("\n".join(lines) + "\n")
+    files = [str(tmp_path / "n1" / "results.jsonl"), str(tmp_path / "n2" / "results.jsonl")]
+    refused = harness("report", *files, "--out", str(tmp_path / "r0"), cwd=tmp_path)
+    assert refused.returncode == 2 and "look like separate nights" in refused.stderr + refused.stdout
+    merged = harness("report", *files, "--merge", "--out", str(tmp_path / "r1"), "--json", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    notes = json.loads(merged.stdout)["disclosure"]["evidence_notes"]
+    assert any("merged 2 sessions" in n and "3 records were replaced" in n for n in notes)
+    apart = harness("report", *files, "--apart", "--out", str(tmp_path / "r2"), "--json", cwd=tmp_path)
+    assert apart.returncode == 0, apart.stderr
+    names = [t["name"] for t in json.loads(apart.stdout)["targets"]]
+    assert sorted(names) == ["q4@n1", "q4@n2"]

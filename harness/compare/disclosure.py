@@ -47,6 +47,11 @@ def evidence_notes(results: Results) -> list[str]:
         notes.append(f"{epochs} epochs at temperature 0 are near-copies: they add no evidence about the builds, only a "
                      "check of each build's own stability (flaky scenarios). For more evidence add scenarios; to "
                      "measure run-to-run variability sample at temperature > 0 with epochs")
+    overlap = results.overlapping_runs()
+    if overlap:
+        kept = len(results.latest())
+        notes.append(f"merged {len(results.headers)} sessions that ran the same scenarios ({', '.join(sorted(overlap))}): "
+                     f"{len(results.records) - kept} records were replaced by a later run's, {kept} kept")
     if epochs == 1:
         notes.append("one epoch per scenario: a build's flaky scenarios cannot be told from real flips; "
                      "--epochs 2 or more shows them")
