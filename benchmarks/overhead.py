@@ -1,0 +1,312 @@
+"""What the harness costs on top of the model: a benchmark script, not a test.
+
+    python benchmarks/overhead.py                    # overhead table, 5 interleaved rounds
+    python benchmarks/overhead.py --rounds 9 --sweep 1,4,8,16,32
+    python benchmarks/overhead.py --llama-url http://127.0.0.1:8080/v1   # cache share on a real llama-server
+
+It starts the instant stub (`benchmarks/stub.py`, TCP_NODELAY, keep-alive), runs `python -m harness run`
+on the built-in suite, then a bare `openai` loop sending the very same request bodies one after the
+other, alternating which goes first in each round. Times come from the stub (first chat request in,
+last reply out) and from the parent (process start, exit, `wait4` peak RSS), so both sides are measured
+the same way. Every figure is printed as min / median / max over the rounds, and the per-call overhead
+is the paired difference within a round. The sweep runs the stub with 0.2 s per reply and compares the
+harness's throughput with the ideal schedule of the same scenarios on C slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+# -- the stub ---------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stub:
+    """The stub in its own process (so it does not share this one's GIL)."""
+
+    def __init__(self, latency: float = 0.0):
+        self.port = _free_port()
+        self.proc = subprocess.Popen([PY, str(ROOT / "benchmarks" / "stub.py"), "--port", str(self.port),
+                                      "--latency", str(latency)])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("stub did not start")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def reset(self) -> None:
+        self._get("/_reset")
+
+    def stats(self) -> dict[str, Any]:
+        return self._get("/_stats")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# -- one measured process -----------------------------------------------------------------------------
+
+
+def _measure(cmd: list[str], stub: Stub | None, *, cwd: Path = ROOT) -> dict[str, Any]:
+    """Run `cmd`, return wall time, peak RSS, and (with a stub) time to first request and the request span."""
+    if stub is not None:
+        stub.reset()
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    ended = time.monotonic()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{err[-2000:]}")
+    out: dict[str, Any] = {"wall_s": ended - started, "rss_mb": usage.ru_maxrss / 1024}
+    if stub is not None:
+        st = stub.stats()
+        out.update(n=st["n"], first_request_s=(st["first"] or ended) - started,
+                   span_s=(st["last"] or ended) - (st["first"] or ended), max_inflight=st["max_inflight"])
+    return out
+
+
+def _harness_cmd(stub: Stub, out_dir: Path, *extra: str) -> list[str]:
+    return [PY, "-m", "harness", "run", "--base-url", stub.base_url, "--model", "stub", "--no-preflight",
+            "--out", str(out_dir), "--json", *extra]
+
+
+def _bodies(results: Path) -> list[dict[str, Any]]:
+    """Every request body the harness sent, in order, from its results file."""
+    bodies = []
+    for line in results.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "result":
+            bodies += [s["reply"]["request"] for s in rec["trajectory"]["steps"]]
+    return bodies
+
+
+def _bare(bodies_file: str, base_url: str) -> None:
+    """The floor: the same requests through the openai SDK, one after the other, nothing else."""
+    import openai
+
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-none", max_retries=0)
+        with open(bodies_file) as fh:
+            bodies = [json.loads(line) for line in fh]
+        for body in bodies:
+            await client.chat.completions.create(**body)
+        await client.close()
+
+    asyncio.run(go())
+
+
+def _stats(values: list[float], fmt: str = "{:.2f}") -> str:
+    if not values:
+        return "-"
+    lo, med, hi = min(values), statistics.median(values), max(values)
+    return f"{fmt.format(med)} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+def overhead(rounds: int, extra: list[str]) -> None:
+    stub = Stub()
+    tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "per_call_ms", "floor_ms", "help_s", "import_openai_s", "ttfr_s", "ttfr_floor_s", "rss_mb", "rss_floor_mb",
+        "run_wall_s", "bare_wall_s", "validate_s", "list_s")}
+    try:
+        # the requests the bare loop replays: what the harness itself sent
+        first = _measure(_harness_cmd(stub, tmp / "warm", *extra), stub)
+        bodies = _bodies(tmp / "warm" / "results.jsonl")
+        bodies_file = tmp / "bodies.jsonl"
+        bodies_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+        n = len(bodies)
+        print(f"{n} chat calls per run (warm-up run {first['wall_s']:.1f} s); {rounds} rounds, interleaved\n", file=sys.stderr)
+        bare_cmd = [PY, str(Path(__file__).resolve()), "--bare", str(bodies_file), "--base-url", stub.base_url]
+        for r in range(rounds):
+            pair = [("h", lambda r=r: _measure(_harness_cmd(stub, tmp / f"r{r}", *extra), stub)),
+                    ("b", lambda: _measure(bare_cmd, stub))]
+            if r % 2:
+                pair.reverse()
+            got = {k: fn() for k, fn in pair}
+            h, b = got["h"], got["b"]
+            if h["n"] != n or b["n"] != n:
+                print(f"round {r}: call counts differ (harness {h['n']}, bare {b['n']}, expected {n})", file=sys.stderr)
+            rows["per_call_ms"].append((h["span_s"] - b["span_s"]) / n * 1000)
+            rows["floor_ms"].append(b["span_s"] / n * 1000)
+            rows["ttfr_s"].append(h["first_request_s"])
+            rows["ttfr_floor_s"].append(b["first_request_s"])
+            rows["rss_mb"].append(h["rss_mb"])
+            rows["rss_floor_mb"].append(b["rss_mb"])
+            rows["run_wall_s"].append(h["wall_s"])
+            rows["bare_wall_s"].append(b["wall_s"])
+            # process start-up, interleaved the same way
+            rows["help_s"].append(_measure([PY, "-m", "harness", "--help"], None)["wall_s"])
+            rows["import_openai_s"].append(_measure([PY, "-c", "import openai"], None)["wall_s"])
+            rows["validate_s"].append(_measure([PY, "-m", "harness", "validate"], None)["wall_s"])
+            rows["list_s"].append(_measure([PY, "-m", "harness", "list"], None)["wall_s"])
+            print(f"round {r + 1}/{rounds}: +{rows['per_call_ms'][-1]:.2f} ms/call, help {rows['help_s'][-1]:.2f} s, "
+                  f"first request {h['first_request_s']:.2f} s, rss {h['rss_mb']:.0f} MB", file=sys.stderr)
+    finally:
+        stub.close()
+    ratio = [h / b for h, b in zip(rows["ttfr_s"], rows["ttfr_floor_s"])]
+    help_ratio = [h / b for h, b in zip(rows["help_s"], rows["import_openai_s"])]
+    rss_ratio = [h / b for h, b in zip(rows["rss_mb"], rows["rss_floor_mb"])]
+    print(f"\n{n} calls per run, {rounds} rounds; median (min-max)\n")
+    print("| figure | harness | bare `openai` loop (floor) | harness / floor |")
+    print("|---|---|---|---|")
+    print(f"| overhead per model call over the floor | +{_stats(rows['per_call_ms'])} ms | {_stats(rows['floor_ms'])} ms/call | "
+          f"{_stats([1 + d / f for d, f in zip(rows['per_call_ms'], rows['floor_ms'])])} |")
+    print(f"| `harness --help`, whole process | {_stats(rows['help_s'])} s | `import openai` {_stats(rows['import_openai_s'])} s | {_stats(help_ratio)} |")
+    print(f"| `harness validate` / `harness list`, whole process | {_stats(rows['validate_s'])} s / {_stats(rows['list_s'])} s | | |")
+    print(f"| time to first request in `run` | {_stats(rows['ttfr_s'])} s | {_stats(rows['ttfr_floor_s'])} s | {_stats(ratio)} |")
+    print(f"| whole `run` process (reports included) | {_stats(rows['run_wall_s'])} s | {_stats(rows['bare_wall_s'])} s | |")
+    print(f"| peak RSS | {_stats(rows['rss_mb'], '{:.0f}')} MB | {_stats(rows['rss_floor_mb'], '{:.0f}')} MB | {_stats(rss_ratio)} |")
+
+
+# -- the concurrency sweep -----------------------------------------------------------------------------
+
+
+def _ideal(results: Path, latency: float, slots: int) -> float:
+    """The makespan of the run's scenarios on `slots` slots with zero overhead, in the harness's order."""
+    header, calls = None, {}
+    for line in results.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "header":
+            header = rec
+        elif rec.get("kind") == "result":
+            calls[(rec["scenario_id"], rec["epoch"])] = len(rec["trajectory"]["steps"])
+    assert header is not None
+    order = [(sid, e) for e in range(header["config"]["epochs"]) for sid in header["config"]["scenario_ids"]]
+    free = [0.0] * slots
+    for key in order:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + calls[key] * latency)
+    return max(free)
+
+
+def sweep(levels: list[int], latency: float, rounds: int, extra: list[str]) -> None:
+    from harness.scenario import load_scenarios
+
+    ids = sorted(s.id for s in load_scenarios([str(ROOT / "scenarios")]))
+    stub = Stub(latency=latency)
+    tmp = Path(tempfile.mkdtemp(prefix="harness-sweep-"))
+    got: dict[int, dict[str, list[float]]] = {c: {"ratio": [], "rss": [], "cps": [], "inflight": []} for c in levels}
+    try:
+        for r in range(rounds):
+            for c in (levels if r % 2 == 0 else list(reversed(levels))):
+                # enough scenario runs to keep every slot busy: 4 per slot
+                want = 4 * c
+                epochs = -(-want // len(ids))
+                chosen = ids[: min(len(ids), want)]
+                out = tmp / f"c{c}-r{r}"
+                args = [a for sid in chosen for a in ("--id", sid)]
+                m = _measure(_harness_cmd(stub, out, "--concurrency", str(c), "--epochs", str(epochs), *args, *extra), stub)
+                ideal = _ideal(out / "results.jsonl", latency, c)
+                got[c]["ratio"].append(ideal / m["span_s"])
+                got[c]["rss"].append(m["rss_mb"])
+                got[c]["cps"].append(m["n"] / m["span_s"])
+                got[c]["inflight"].append(m["max_inflight"])
+                print(f"round {r + 1}: C={c} {m['n']} calls in {m['span_s']:.2f} s (ideal {ideal:.2f} s) "
+                      f"ratio {ideal / m['span_s']:.3f}, rss {m['rss_mb']:.0f} MB", file=sys.stderr)
+    finally:
+        stub.close()
+    print(f"\nconcurrency sweep: stub answering after {latency:g} s, {rounds} round(s); median (min-max)\n")
+    print("| C | throughput / ideal | calls/s | peak RSS MB | most requests in flight |")
+    print("|---|---|---|---|---|")
+    for c in levels:
+        g = got[c]
+        print(f"| {c} | {_stats(g['ratio'], '{:.3f}')} | {_stats(g['cps'], '{:.1f}')} | {_stats(g['rss'], '{:.0f}')} | "
+              f"{_stats(g['inflight'], '{:.0f}')} |")
+
+
+# -- the cache share on a real llama-server (not run by default) ---------------------------------------
+
+
+def llama_cache_share(url: str, model: str, extra: list[str]) -> None:
+    """Run the smoke suite against a running llama-server; print the share of prompt tokens served from
+    its cache on steps >= 2, and the harness's share of the run's wall time."""
+    out = Path(tempfile.mkdtemp(prefix="harness-llama-"))
+    cmd = [PY, "-m", "harness", "run", "--base-url", url, "--model", model, "--tag", "smoke", "--out", str(out),
+           "--json", *extra]
+    m = _measure(cmd, None)
+    cached = fresh = 0
+    model_ms = 0.0
+    for line in (out / "results.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") != "result":
+            continue
+        for step in rec["trajectory"]["steps"]:
+            reply = step["reply"]
+            model_ms += reply.get("latency_ms") or 0
+            t = reply.get("timings") or {}
+            if step["index"] >= 1 and t.get("cache_n") is not None:
+                cached += t["cache_n"] or 0
+                fresh += t.get("prompt_n") or 0
+    share = cached / (cached + fresh) if cached + fresh else float("nan")
+    print(f"prompt tokens from llama-server's cache, steps >= 2: {share:.3f} ({cached} of {cached + fresh})")
+    print(f"harness share of wall time: {1 - model_ms / 1000 / m['wall_s']:.1%} (run {m['wall_s']:.1f} s, "
+          f"model {model_ms / 1000:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sweep", help="also the concurrency sweep at these levels, e.g. 1,4,8,16,32")
+    parser.add_argument("--sweep-only", action="store_true", help="skip the overhead table")
+    parser.add_argument("--sweep-rounds", type=int, default=1)
+    parser.add_argument("--latency", type=float, default=0.2, help="stub latency for the sweep, seconds")
+    parser.add_argument("--llama-url", help="measure the cache share against this running llama-server (…/v1)")
+    parser.add_argument("--llama-model", default="model")
+    parser.add_argument("--harness-arg", action="append", default=[], help="extra argument for `harness run`")
+    parser.add_argument("--bare", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.bare:
+        _bare(ns.bare, ns.base_url)
+        return
+    if ns.llama_url:
+        llama_cache_share(ns.llama_url, ns.llama_model, ns.harness_arg)
+        return
+    if not ns.sweep_only:
+        overhead(ns.rounds, ns.harness_arg)
+    if ns.sweep:
+        sweep([int(c) for c in ns.sweep.split(",")], ns.latency, ns.sweep_rounds, ns.harness_arg)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
