@@ -6,19 +6,21 @@ says what and where, and a distinct exit code; never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from harness import __version__
-from harness.gate import ExitCode
-from harness.records import Provenance, RunConfig, Sampling, Target
+from harness.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # imported where used: `--help`, `validate` and `list` never pay for them
+    from rich.console import Console
+
+    from harness.records import Provenance, RunConfig, Target
 
 __all__ = ["main", "ExitCode", "HarnessError"]
 
@@ -31,6 +33,8 @@ class HarnessError(click.ClickException):
         self.exit_code = int(code)
 
     def show(self, file: Any = None) -> None:
+        from rich.console import Console
+
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {self.format_message()}", soft_wrap=True)
 
 
@@ -57,6 +61,8 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
 
 
 def _parse_target(spec: str) -> Target:
+    from harness.records import Target
+
     # NAME=BASE_URL@MODEL
     name, sep, rest = spec.partition("=")
     url, at, model = rest.rpartition("@")
@@ -77,6 +83,8 @@ def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _console(json_out: bool) -> Console:
+    from rich.console import Console
+
     # with --json, stdout carries only JSON: people-facing output goes to stderr
     return Console(stderr=json_out, highlight=False)
 
@@ -122,16 +130,25 @@ def _run_opts(f: Any) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="harness")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Eval harness for agentic tool calling: find the quant that picks the wrong tool at step 3."""
     from harness import scrub
-    from harness.logs import configure_logging
 
     # nothing printed may carry a known secret: keys from the environment now, flags' keys and URLs' passwords when read
     scrub.guard_streams()
     scrub.register_env_secrets()
-    # every command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
+    # commands that never log skip importing structlog (a third of `validate`'s start-up)
+    if ctx.invoked_subcommand in _QUIET_COMMANDS:
+        return
+    from harness.logs import configure_logging
+
+    # every other command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
     configure_logging()
+
+
+_QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
+"""Commands whose code paths log nothing (no module they import uses structlog)."""
 
 
 # -- run / compare -------------------------------------------------------------------------------
@@ -149,6 +166,8 @@ def main() -> None:
 @_run_opts
 def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
+    from harness.records import Target
+
     target = Target(name=name or model, base_url=base_url, model=model, provider=provider, api_key=api_key)  # type: ignore[arg-type]
     opts["epochs"] = opts["epochs"] or 1
     _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
@@ -169,6 +188,8 @@ def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, pro
 def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: str | None, ollama_host: str, pull: bool,
             reference: str | None, tolerance: float, critical: tuple[str, ...], **opts: Any) -> None:
     """Compare builds of one model against a reference, item by item, and say which quant is safe."""
+    from rich.console import Console
+
     targets = [_parse_target(s) for s in target_specs]
     provenance: dict[str, Provenance] = {}
     if ollama_tags:
@@ -226,7 +247,10 @@ def _execute(
     retries: int,
     verbose: bool,
 ) -> None:
+    import asyncio
+
     from harness import scrub
+    from harness.records import RunConfig, Sampling
 
     console = _console(json_out)
     for target in targets:
@@ -403,6 +427,8 @@ async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenan
 
 
 async def _maybe_async(value: Any) -> Any:
+    import asyncio
+
     if asyncio.iscoroutine(value):
         return await value
     return value
@@ -514,8 +540,11 @@ def _redact_files(paths: Any) -> None:
 def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None, json_out: bool,
          preflight: bool, verbose: bool) -> None:
     """The embedded default: build the local llama.cpp ladder of gemma-3-270m and audit it. No set-up."""
+    import asyncio
+
     from harness import llamacpp
     from harness.logs import configure_logging
+    from harness.records import RunConfig, Sampling, Target
     from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
 
     console = _console(json_out)
@@ -601,6 +630,7 @@ def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...]) -> None:
               help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
 def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], families: tuple[str, ...], by_family: bool) -> None:
     """List scenarios with their strata, tags, family and what each is designed to catch."""
+    from rich.console import Console
     from rich.table import Table
 
     scenarios = _load(paths, tags, (), tool_modules)
@@ -641,6 +671,7 @@ def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str
 @click.option("--json", "json_out", is_flag=True)
 def plan(tolerance: float, discordance: str, delta: float, power: float, exact: bool, json_out: bool) -> None:
     """How many scenarios a tolerance claim needs, before you run anything."""
+    from rich.console import Console
     from rich.table import Table
 
     from harness.stats import min_decidable_scenarios, scenarios_needed
@@ -682,6 +713,8 @@ def plan(tolerance: float, discordance: str, delta: float, power: float, exact: 
 def selfcheck(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str, ...], json_out: bool) -> None:
     """Replay every scenario's expected trajectory through the real loop and scorers (it must pass),
     and a wrong first move (it must fail): is each scenario passable, and can it fail?"""
+    import asyncio
+
     from harness.selfcheck import selfcheck as run_selfcheck
 
     scenarios = _load(paths, tags, (), tool_modules)
@@ -734,7 +767,7 @@ def schema(out: str | None, check: bool) -> None:
 def report(results_paths: tuple[str, ...], reference: str | None, tolerance: float | None, critical: tuple[str, ...],
            out_dir: str | None, baseline: str | None, max_drop: float, merge_runs: bool, apart: bool, json_out: bool) -> None:
     """Rebuild every report from results files alone (shards and resumes of one run merge; nights need --merge or --apart)."""
-    from harness.records import ResultsError, read_results
+    from harness.records import ResultsError, RunConfig, read_results
 
     try:
         results = read_results(list(results_paths))
@@ -840,6 +873,8 @@ def bfcl_multi_turn(path: str, base_url: str, model: str, limit: int | None, out
 def tools_() -> None:
     """List the built-in mock tools by domain."""
     from rich.table import Table
+
+    from rich.console import Console
 
     from tools import registry
 

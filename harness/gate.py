@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from enum import IntEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.compare import Comparison, GateRow, GateTable
+from harness.exitcodes import ExitCode
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_MAX_INFRA_SHARE", "ExitCode", "ScenarioChange", "TargetDrop", "GateResult",
            "BaselineError", "load_baseline", "gate", "parse_thresholds", "thresholds"]
@@ -27,20 +27,6 @@ DEFAULT_ALPHA = 0.05
 
 DEFAULT_MAX_INFRA_SHARE = 0.2
 """Above this share of runs lost to infrastructure errors, a night's numbers are not trusted: INFRA."""
-
-
-class ExitCode(IntEnum):
-    """Exit codes a CI job can tell apart (every `harness` command uses these). 4 is reserved."""
-
-    OK = 0
-    REGRESSION = 1
-    """A target's pass rate dropped by more than the allowed points against the baseline."""
-    BAD_INPUT = 2
-    """The baseline (or the current results) cannot be read or compared: a missing file, bad JSON, no shared target."""
-    INFRA = 3
-    """The server was down or too many runs hit infrastructure errors: the numbers cannot be trusted."""
-    INTERRUPTED = 130
-    """Ctrl-C: finished runs are on disk; `--resume` continues."""
 
 
 class _Model(BaseModel):

@@ -17,7 +17,6 @@ from typing import Any
 from harness.compare import Comparison, Flip
 from harness.outcomes import Outcome
 from harness.records import Results, RunRecord
-from harness.report import plots
 from harness.report._format import (
     as_json, ci_text, claim_text, clean, clip, delta_ci_text, find_record, headline, headline_mark, is_comparison, ms,
     number, one_line, ordered_targets, p_value, pct, pts, rate_text, runs_index, seconds, size, style_of,
@@ -233,6 +232,9 @@ def _accuracy(comparison: Comparison) -> Markup:
 
 
 def _accuracy_plot(comparison: Comparison) -> Markup | None:
+    # matplotlib is imported only when a plot is drawn
+    from harness.report import plots
+
     if len(comparison.targets) == 1:
         return _plot(plots.strata_plot(comparison.targets[0]), "Pass rate overall and per stratum, with 95% Wilson intervals")
     sized = plots.sized(comparison.targets)
@@ -262,6 +264,8 @@ def _strata(comparison: Comparison) -> Markup | None:
 
 
 def _depth(comparison: Comparison) -> Markup:
+    from harness.report import plots
+
     targets = ordered_targets(comparison)
     deepest = max((p.index for t in targets for p in t.depth), default=-1)
     rows = []

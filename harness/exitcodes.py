@@ -1,0 +1,25 @@
+"""Exit codes a CI job can tell apart; every `harness` command uses these.
+
+A module of its own so that the command line can name them without importing the gate (and with it
+the comparison engine and its statistics).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["ExitCode"]
+
+
+class ExitCode(IntEnum):
+    """Exit codes a CI job can tell apart (every `harness` command uses these). 4 is reserved."""
+
+    OK = 0
+    REGRESSION = 1
+    """A target's pass rate dropped by more than the allowed points against the baseline."""
+    BAD_INPUT = 2
+    """The baseline (or the current results) cannot be read or compared: a missing file, bad JSON, no shared target."""
+    INFRA = 3
+    """The server was down or too many runs hit infrastructure errors: the numbers cannot be trusted."""
+    INTERRUPTED = 130
+    """Ctrl-C: finished runs are on disk; `--resume` continues."""
