@@ -2,6 +2,8 @@
 
 Infrastructure errors (connection, timeout, 502/503/504, 429, other 500s) are retried with
 backoff; everything else, model failures included, comes back as a `Reply` with its outcome set.
+The OpenAI-compatible route posts the body it built, serialised once per step, over one keep-alive
+httpx client per target: the openai SDK's per-call transform and its import are not on the hot path.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from typing import Any, Protocol
 
 import httpx
-import openai
+import pydantic_core
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
@@ -187,45 +189,56 @@ class _Client:
 
 
 class OpenAIChatClient(_Client):
-    """The OpenAI SDK against any OpenAI-compatible server, SDK retries off (tenacity decides)."""
+    """`POST {base_url}/chat/completions` over one shared keep-alive httpx client per target.
+
+    The body goes out exactly as `build_request` made it (built once per step), so the record of
+    what was sent is that body, not a re-parse of the wire bytes.
+    The openai SDK is not used here: its per-call request transform, response model and retry
+    wrapper cost more than the rest of a step on a fast server (see benchmarks/overhead.py).
+    """
 
     def __init__(self, target: Target, **kwargs: Any):
         super().__init__(target, **kwargs)
-        # sdk retries off: it would silently re-sample after a tool-call parse 500
-        self._sdk = openai.AsyncOpenAI(base_url=target.base_url, api_key=target.api_key or "sk-none",
-                                       max_retries=0, timeout=self.timeout_s)
+        self._url = target.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {target.api_key or 'sk-none'}", "Content-Type": "application/json"}
+        # one pool per target, big enough that no scenario in flight waits for a connection
+        self._http = httpx.AsyncClient(timeout=self.timeout_s,
+                                       limits=httpx.Limits(max_connections=None, max_keepalive_connections=128))
 
     async def _attempt(self, body: dict[str, Any]) -> Reply:
+        # a snapshot for the record: the caller keeps appending to `messages` (the dicts in it are not changed)
+        sent = {**body, "messages": list(body["messages"])}
+        content = pydantic_core.to_json(body, fallback=str)
         started = time.perf_counter()
         try:
-            raw = await self._sdk.chat.completions.with_raw_response.create(**body)
-        except openai.APIStatusError as exc:
-            return _status_failure(exc.status_code, exc.response.text, _sent(exc.request, body), self.target,
-                                   retry_after=_retry_after(exc.response.headers))
-        except openai.APITimeoutError as exc:
-            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(exc.request, body),
+            resp = await self._http.post(self._url, content=content, headers=self._headers)
+        except httpx.TimeoutException as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
-        except openai.APIConnectionError as exc:
-            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(exc.request, body),
+        except httpx.TransportError as exc:
+            raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"connection to {self.target.base_url} failed: {_cause(exc)}")) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        sent = _sent(raw.http_request, body)
-        text = raw.text
+        text = resp.text
+        if resp.status_code >= 400:
+            return _status_failure(resp.status_code, text, sent, self.target, retry_after=_retry_after(resp.headers))
         try:
             # bounded: a 5000-digit number or JSON nested 100k deep is a bad body, not a crash
             data = load_json(text)
         except ValueError as exc:
-            ctype = raw.headers.get("content-type", "?")
+            ctype = resp.headers.get("content-type", "?")
             why = "is not JSON" if isinstance(exc, json.JSONDecodeError) else f"cannot be read ({exc})"
-            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=raw.status_code, latency_ms=latency_ms,
+            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=resp.status_code, latency_ms=latency_ms,
                          response={"raw_text": cap_text(text, _BODY_LIMIT)},
-                         error=f"HTTP {raw.status_code} from {self.target.base_url} {why} ({ctype}): "
+                         error=f"HTTP {resp.status_code} from {self.target.base_url} {why} ({ctype}): "
                                f"{_clip(text)!r}; is this an OpenAI-compatible endpoint (base_url usually ends in /v1)?")
         reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
-        return reply.model_copy(update={"request": sent, "status_code": raw.status_code, "latency_ms": latency_ms})
+        # plain assignment: a model_copy per step costs more than the rest of this function
+        reply.request, reply.status_code, reply.latency_ms = sent, resp.status_code, latency_ms
+        return reply
 
     async def aclose(self) -> None:
-        await self._sdk.close()
+        await self._http.aclose()
 
 
 class LiteLLMChatClient(_Client):
@@ -239,6 +252,7 @@ class LiteLLMChatClient(_Client):
         # lazily: importing litellm is slow, and offline it would try to fetch a price list
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
+        import openai
 
         litellm.suppress_debug_info = True
         sent = json.loads(json.dumps(body))  # a copy: the caller keeps appending to its messages
@@ -307,14 +321,6 @@ def _retry_after(headers: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _sent(request: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """The body as it went over the wire (falls back to a copy of what we built)."""
-    try:
-        return json.loads(request.content)
-    except Exception:  # noqa: BLE001 - no request, streamed body, or not JSON: record what we built
-        return json.loads(json.dumps(body, default=str))
 
 
 def _cause(exc: BaseException) -> str:
