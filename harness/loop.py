@@ -22,7 +22,7 @@ from harness.outcomes import Outcome
 from harness.records import Sampling
 from harness.scenario import Difficulty, FewShotMessage, InlineTool, Scenario
 from harness.trajectory import Reply, Step, ToolCall, ToolExecution, Trajectory
-from tools import World, registry, run_tool
+from tools import MockTool, World, registry, run_tool
 from tools.base import ToolError
 
 __all__ = ["ChatClientLike", "ToolSet", "build_toolset", "few_shot_messages", "run_scenario"]
@@ -46,6 +46,28 @@ class _Offered:
     parameters: dict[str, Any]
     run: Any
     """callable(world, arguments, nth_call) -> result; raises ToolError."""
+    validator: Draft202012Validator | None = None
+    """Checks arguments against `parameters`; built once, on the first call that needs it."""
+
+    def schema_errors(self, arguments: dict[str, Any]) -> list[str]:
+        if self.validator is None:
+            self.validator = Draft202012Validator(self.parameters)
+        return _schema_errors(self.validator, arguments)
+
+
+_REGISTRY_OFFERS: dict[tuple[MockTool, bool], _Offered] = {}
+"""Registry tools as offered, per (tool, strip_descriptions): their schemas and validators are built
+once per process, not once per run (pydantic's JSON Schema generation is the cost)."""
+
+
+def _registry_offer(name: str, strip: bool) -> _Offered:
+    tool = registry[name]
+    offer = _REGISTRY_OFFERS.get((tool, strip))
+    if offer is None:
+        offer = _Offered(name=name, schema=tool.openai_schema(strip_descriptions=strip), parameters=tool.parameters(),
+                         run=_registry_runner(name))
+        _REGISTRY_OFFERS[(tool, strip)] = offer
+    return offer
 
 
 @dataclass
@@ -99,13 +121,8 @@ def build_toolset(scenario: Scenario, difficulty: Difficulty | None = None) -> T
     strip = scenario.difficulty.strip_descriptions
     toolset = ToolSet()
     for name in scenario.tools:
-        tool = registry[name]
-        toolset.tools[name] = _Offered(
-            name=name,
-            schema=tool.openai_schema(strip_descriptions=strip),
-            parameters=tool.parameters(),
-            run=_registry_runner(name),
-        )
+        # shared between runs: nothing downstream changes an offered schema
+        toolset.tools[name] = _registry_offer(name, strip)
     for inline in scenario.inline_tools:
         params = json.loads(json.dumps(inline.parameters))
         shown = json.loads(json.dumps(params))
@@ -163,8 +180,7 @@ def _assistant_message(reply: Reply, calls: list[ToolCall]) -> dict[str, Any]:
     return message
 
 
-def _schema_errors(parameters: dict[str, Any], arguments: dict[str, Any]) -> list[str]:
-    validator = Draft202012Validator(parameters)
+def _schema_errors(validator: Draft202012Validator, arguments: dict[str, Any]) -> list[str]:
     out = []
     for err in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
         where = "/".join(str(p) for p in err.absolute_path) or "(arguments)"
@@ -192,7 +208,7 @@ class _Executor:
             why = "were cut off (truncated)" if call.truncated else f"are not a valid JSON object ({call.parse_error})"
             record.error = f"the arguments for {call.name} {why}"
             return record
-        errors = _schema_errors(offered.parameters, call.arguments)
+        errors = offered.schema_errors(call.arguments)
         record.schema_valid = not errors
         record.schema_errors = errors
         if errors:
