@@ -202,7 +202,7 @@ class OpenAIChatClient(_Client):
         self._url = target.base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {target.api_key or 'sk-none'}", "Content-Type": "application/json"}
         # one pool per target, big enough that no scenario in flight waits for a connection
-        self._http = httpx.AsyncClient(timeout=self.timeout_s,
+        self._http = httpx.AsyncClient(timeout=self.timeout_s, verify=_verify(target.base_url),
                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=128))
 
     async def _attempt(self, body: dict[str, Any]) -> Reply:
@@ -323,6 +323,11 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def _verify(base_url: str) -> bool:
+    """TLS verification for https; plain http skips loading the CA bundle (a third of a second at start-up)."""
+    return not base_url.lower().startswith("http://")
+
+
 def _cause(exc: BaseException) -> str:
     """The root of a connection failure in words (httpx hides `ECONNREFUSED` a few causes down)."""
     chain: list[BaseException] = []
@@ -349,7 +354,7 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
     url = target.base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as http:
+        async with httpx.AsyncClient(timeout=timeout_s, verify=_verify(target.base_url)) as http:
             resp = await http.get(url, headers=headers)
     except httpx.TimeoutException:
         raise TargetError(f"The server at {target.base_url} did not answer GET /models within {timeout_s:g}s. "
