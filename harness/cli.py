@@ -100,7 +100,8 @@ def _run_opts(f: Any) -> Any:
         click.option("--top-p", default=1.0, show_default=True, type=float),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--max-tokens", default=512, show_default=True, type=int),
-        click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64), help="Scenarios in flight per target."),
+        click.option("--concurrency", default=None, type=click.IntRange(1, 64),
+                     help="Scenarios in flight per target (default: the server's slots, e.g. llama.cpp total_slots; else 1)."),
         click.option("--knob", "knobs", multiple=True, help="Difficulty knob NAME=VALUE: distractor_tools, long_outputs, strip_descriptions, history_turns."),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/<run id>)."),
         click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted run in this folder."),
@@ -229,7 +230,7 @@ def _execute(
     top_p: float,
     seed: int,
     max_tokens: int,
-    concurrency: int,
+    concurrency: int | None,
     knobs: tuple[str, ...],
     out_dir: str | None,
     resume_dir: str | None,
@@ -289,7 +290,7 @@ def _execute(
             tags=list(tags),
             epochs=epochs,
             sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens),
-            concurrency=concurrency,
+            concurrency=concurrency or 1,
             reference=reference,
             tolerance=tolerance,
             critical_strata=list(critical),
@@ -317,6 +318,8 @@ def _execute(
                              if need and need > len(scenarios) else "")
                           + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
         asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        in_flight = _concurrency(targets, provenance, concurrency, console)
+        config.concurrency = max(in_flight.values())
 
         from harness.client import make_client
 
@@ -326,7 +329,7 @@ def _execute(
         with make_progress(console, disable=json_out) as progress:
             results = asyncio.run(
                 run_suite(scenarios, targets, out=results_file, config=config, provenance=provenance,
-                          client_factory=factory, progress=progress)
+                          client_factory=factory, progress=progress, concurrency=in_flight)
             )
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
@@ -424,6 +427,20 @@ async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenan
             console.print(f"[yellow]warning[/] [{target.name}] {warning}")
     for line in pf.confounds(provenance):
         console.print(f"[bold yellow]confound:[/] {line}")
+
+
+def _concurrency(targets: list[Target], provenance: dict[str, Provenance], override: int | None,
+                 console: Console) -> dict[str, int]:
+    """Scenarios in flight per target: --concurrency, else what each server says it can serve at once."""
+    from harness.concurrency import choose_concurrency
+
+    out = {}
+    for target in targets:
+        chosen = choose_concurrency(target.name, provenance.get(target.name), override)
+        out[target.name] = chosen.value
+        if chosen.source not in ("--concurrency", "default"):
+            console.print(f"[{target.name}] {chosen.value} scenario(s) in flight ({chosen.source}; --concurrency overrides)")
+    return out
 
 
 async def _maybe_async(value: Any) -> Any:

@@ -121,10 +121,12 @@ async def run_suite(
     client_factory: Callable[[Target], ChatClientLike] | None = None,
     progress: Progress | None = None,
     resume: bool = True,
+    concurrency: dict[str, int] | None = None,
 ) -> Results:
     """Run every scenario x target x epoch not already in `out`, append each record, return all results.
 
-    `client_factory` defaults to `harness.client.make_client`. Interrupting (Ctrl-C) loses only the
+    `client_factory` defaults to `harness.client.make_client`. `concurrency` (per target name)
+    overrides `config.concurrency`, the scenarios in flight at once. Interrupting (Ctrl-C) loses only the
     runs in flight: every finished one is already on disk.
     """
     if client_factory is None:
@@ -155,7 +157,7 @@ async def run_suite(
                 log.info("target.skipped", target=target.name, reason="all runs already in the results file")
                 continue
             client = client_factory(target)
-            semaphore = asyncio.Semaphore(max(1, config.concurrency))
+            semaphore = asyncio.Semaphore(max(1, (concurrency or {}).get(target.name, config.concurrency)))
             failures = 0
 
             async def one(sc: Scenario, epoch: int) -> None:
