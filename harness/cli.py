@@ -118,6 +118,8 @@ def _run_opts(f: Any) -> Any:
         click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
         click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout instead of tables."),
         click.option("--no-preflight", is_flag=True, help="Skip the probes of each server (tools in prompt, tool_choice, ...)."),
+        click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+                     help="Answer from this response cache when the same build got the same request in the same epoch; store new replies there."),
         click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
                      help="Wall-clock seconds per request attempt (however slowly the server sends) before it counts as an infrastructure error."),
         click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
@@ -244,6 +246,7 @@ def _execute(
     markdown: str | None,
     json_out: bool,
     no_preflight: bool,
+    cache_dir: str | None,
     timeout: float,
     retries: int,
     verbose: bool,
@@ -323,8 +326,19 @@ def _execute(
 
         from harness.client import make_client
 
+        cache = None
+        if cache_dir:
+            from harness.cache import ResponseCache
+
+            cache = ResponseCache(cache_dir)
+
         def factory(target: Target) -> Any:
-            return make_client(target, timeout_s=timeout, retries=retries)
+            client = make_client(target, timeout_s=timeout, retries=retries)
+            if cache is None:
+                return client
+            from harness.cache import CachedClient, target_identity
+
+            return CachedClient(client, cache, target_identity(target, provenance.get(target.name)))
 
         with make_progress(console, disable=json_out) as progress:
             results = asyncio.run(

@@ -163,8 +163,10 @@ async def run_suite(
             async def one(sc: Scenario, epoch: int) -> None:
                 nonlocal failures
                 async with semaphore:
+                    # a response cache keys replies by epoch too: it hands out a view per epoch
+                    for_epoch = getattr(client, "for_epoch", None)
                     trajectory = await run_scenario(
-                        sc, client, target=target.name, sampling=sampling, epoch=epoch, difficulty=merge_difficulty(sc.difficulty, overrides)
+                        sc, for_epoch(epoch) if for_epoch else client, target=target.name, sampling=sampling, epoch=epoch, difficulty=merge_difficulty(sc.difficulty, overrides)
                     )
                     score = score_scenario(sc, trajectory)
                     writer.record(

@@ -101,6 +101,9 @@ class Reply(_Record):
     model: str | None = None
     """The model name the server reported in the reply."""
     system_fingerprint: str | None = None
+    cache_hit: bool = False
+    """Replayed from the response cache (`--cache DIR`) instead of asked of the server; latency and
+    timings are those recorded when the reply was first asked for."""
 
 
 class ToolExecution(_Record):
