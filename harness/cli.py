@@ -102,6 +102,8 @@ def _run_opts(f: Any) -> Any:
         click.option("--max-tokens", default=512, show_default=True, type=int),
         click.option("--concurrency", default=None, type=click.IntRange(1, 64),
                      help="Scenarios in flight per target (default: the server's slots, e.g. llama.cpp total_slots; else 1)."),
+        click.option("--shard", "shard_spec", metavar="K/N",
+                     help="Run only the K-th of N deterministic parts of the suite (CI jobs, machines); `harness report` merges them."),
         click.option("--knob", "knobs", multiple=True, help="Difficulty knob NAME=VALUE: distractor_tools, long_outputs, strip_descriptions, history_turns."),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/<run id>)."),
         click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted run in this folder."),
@@ -234,6 +236,7 @@ def _execute(
     max_tokens: int,
     concurrency: int | None,
     knobs: tuple[str, ...],
+    shard_spec: str | None,
     out_dir: str | None,
     resume_dir: str | None,
     baseline: str | None,
@@ -270,17 +273,32 @@ def _execute(
         from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
 
         scenarios = _load(paths, tags, ids)
+        suite_hash = scenario_set_hash(scenarios)
+        shard = None
+        if shard_spec:
+            from harness.shard import ShardError, parse_shard, select_shard
+
+            try:
+                shard = parse_shard(shard_spec)
+            except ShardError as exc:
+                raise HarnessError(f"--shard {exc}") from None
+            scenarios = select_shard(scenarios, shard)
+            if not scenarios:
+                raise HarnessError(f"--shard {shard}: this shard is empty (the selection has fewer scenarios than shards)")
         difficulty = _knobs(knobs)
         for flag, path in (("--baseline", baseline), ("--pinned-baseline", pinned_baseline)):
             if path and not Path(path).is_file():
                 # say so before an hour of runs, not after
                 raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
-        from harness.gate import parse_thresholds
+        floors: dict[str, float] = {}
+        if fail_under:
+            # the gate, and the statistics it imports, only when a floor is set: not before the first request
+            from harness.gate import parse_thresholds
 
-        try:
-            floors = parse_thresholds(fail_under)
-        except ValueError as exc:
-            raise HarnessError(str(exc)) from None
+            try:
+                floors = parse_thresholds(fail_under)
+            except ValueError as exc:
+                raise HarnessError(str(exc)) from None
         if out_dir and resume_dir and Path(out_dir).resolve() != Path(resume_dir).resolve():
             raise HarnessError(f"--out {out_dir} and --resume {resume_dir} name different folders; "
                                "--resume alone continues a run in its own folder")
@@ -288,9 +306,10 @@ def _execute(
         results_file = run_dir / "results.jsonl"
         config = RunConfig(
             scenario_paths=list(paths) or _default_scenarios(),
-            scenario_set_hash=scenario_set_hash(scenarios),
+            scenario_set_hash=suite_hash,
             scenario_ids=[s.id for s in scenarios],
             tags=list(tags),
+            shard=str(shard) if shard else None,
             epochs=epochs,
             sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens),
             concurrency=concurrency or 1,
@@ -309,7 +328,8 @@ def _execute(
             run_dir.mkdir(parents=True, exist_ok=True)
             configure_logging(run_dir / "log.jsonl", verbose=verbose)
         provenance = dict(provenance or {})
-        console.print(f"[bold]{len(scenarios)} scenarios[/] x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
+        part = f" (shard {shard})" if shard else ""
+        console.print(f"[bold]{len(scenarios)} scenarios[/]{part} x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
         if len(targets) > 1 and scenarios:
             from harness.stats import min_decidable_scenarios, z_value
 

@@ -127,6 +127,8 @@ class RunConfig(_Model):
     critical_strata: list[str] = Field(default_factory=list)
     difficulty: dict[str, Any] = Field(default_factory=dict)
     """Difficulty knobs set on the command line."""
+    shard: str | None = None
+    """`k/n` when this run is one shard of the suite (`scenario_set_hash` is then the whole suite's)."""
     harness_version: str | None = None
 
 
