@@ -63,14 +63,16 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
 def _parse_target(spec: str) -> Target:
     from harness.records import Target
 
-    # NAME=BASE_URL@MODEL
+    # NAME=BASE_URL@MODEL, or NAME=URL1,URL2@MODEL for several servers of one build
     name, sep, rest = spec.partition("=")
     url, at, model = rest.rpartition("@")
-    if not sep or not at or not name or not url or not model:
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not sep or not at or not name or not urls or not model:
         raise HarnessError(
-            f"--target {spec!r}: expected NAME=BASE_URL@MODEL, e.g. q4=http://127.0.0.1:8082/v1@gemma-q4_k_m"
+            f"--target {spec!r}: expected NAME=BASE_URL@MODEL, e.g. q4=http://127.0.0.1:8082/v1@gemma-q4_k_m "
+            "(several servers of one build: NAME=URL1,URL2@MODEL)"
         )
-    return Target(name=name, base_url=url, model=model)
+    return Target(name=name, base_url=urls[0], endpoints=urls[1:], model=model)
 
 
 def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -161,7 +163,9 @@ _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1")
+@click.option("--base-url", "base_urls", required=True, multiple=True,
+              help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1. Repeat it for several servers of the "
+                   "same build: LiteLLM's Router spreads requests over them and routes around one that fails.")
 @click.option("--model", required=True, help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
 @click.option("--name", help="Label for this target in reports (default: the model id).")
 @click.option("--provider", type=click.Choice(["openai", "litellm"]), default="openai", show_default=True,
@@ -169,11 +173,13 @@ _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
 @click.option("--api-key", envvar=["HARNESS_API_KEY", "OPENAI_API_KEY"],
               help="API key (or HARNESS_API_KEY, else OPENAI_API_KEY as the openai SDK reads it). Never written or printed.")
 @_run_opts
-def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
+def run(paths: tuple[str, ...], base_urls: tuple[str, ...], model: str, name: str | None, provider: str, api_key: str | None,
+        **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
     from harness.records import Target
 
-    target = Target(name=name or model, base_url=base_url, model=model, provider=provider, api_key=api_key)  # type: ignore[arg-type]
+    target = Target(name=name or model, base_url=base_urls[0], endpoints=list(base_urls[1:]), model=model,
+                    provider=provider, api_key=api_key)  # type: ignore[arg-type]
     opts["epochs"] = opts["epochs"] or 1
     _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
 
@@ -434,11 +440,13 @@ async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenan
     from harness.client import TargetError, check_target, make_client
 
     for target in targets:
-        try:
-            await check_target(target, timeout_s=min(timeout, 30.0))
-        except TargetError as exc:
-            raise HarnessError(f"target {target.name!r} ({target.base_url}, model {target.model!r}): {exc}",
-                               getattr(exc, "exit_code", ExitCode.INFRA)) from None
+        # every endpoint of a routed target must serve the model at the start: a typo is not a dead replica
+        for url in [target.base_url, *target.endpoints]:
+            try:
+                await check_target(target.model_copy(update={"base_url": url, "endpoints": []}), timeout_s=min(timeout, 30.0))
+            except TargetError as exc:
+                raise HarnessError(f"target {target.name!r} ({url}, model {target.model!r}): {exc}",
+                                   getattr(exc, "exit_code", ExitCode.INFRA)) from None
     if no_preflight:
         return
     from harness import preflight as pf

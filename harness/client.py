@@ -69,12 +69,18 @@ class ChatClient(Protocol):
 
 def make_client(target: Target, *, timeout_s: float = 120.0, retries: int = 3,
                 wait_initial_s: float = 1.0, wait_max_s: float = 20.0) -> ChatClient:
-    """A client for `target`: the OpenAI SDK, or litellm when `target.provider == "litellm"`.
+    """A client for `target`: plain OpenAI-compatible HTTP, litellm when `target.provider == "litellm"`,
+    or LiteLLM's Router over all its endpoints when `target.endpoints` lists more than `base_url`.
 
     `retries` is how many times an infrastructure error is retried (so up to `retries + 1`
     attempts), waiting `wait_initial_s` doubling up to `wait_max_s` in between.
     """
-    cls = LiteLLMChatClient if target.provider == "litellm" else OpenAIChatClient
+    if target.endpoints:
+        from harness.router import RouterChatClient
+
+        cls: type[_Client] = RouterChatClient
+    else:
+        cls = LiteLLMChatClient if target.provider == "litellm" else OpenAIChatClient
     return cls(target, timeout_s=timeout_s, retries=retries, wait_initial_s=wait_initial_s, wait_max_s=wait_max_s)
 
 
@@ -258,10 +264,7 @@ class LiteLLMChatClient(_Client):
         sent = json.loads(json.dumps(body))  # a copy: the caller keeps appending to its messages
         started = time.perf_counter()
         try:
-            response = await litellm.acompletion(
-                **body, api_base=self.target.base_url, api_key=self.target.api_key or "sk-none",
-                timeout=self.timeout_s, num_retries=0, max_retries=0,
-            )
+            response = await self._complete(litellm, body)
         except openai.APITimeoutError as exc:
             raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
@@ -279,6 +282,13 @@ class LiteLLMChatClient(_Client):
         data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
         reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
         return reply.model_copy(update={"request": sent, "status_code": 200, "latency_ms": latency_ms})
+
+    async def _complete(self, litellm: Any, body: dict[str, Any]) -> Any:
+        """One completion through litellm (`harness.router` sends it through a Router instead)."""
+        return await litellm.acompletion(
+            **body, api_base=self.target.base_url, api_key=self.target.api_key or "sk-none",
+            timeout=self.timeout_s, num_retries=0, max_retries=0,
+        )
 
 
 def _status_failure(status: int, text: str, sent: dict[str, Any], target: Target, *,

@@ -74,6 +74,9 @@ class Target(_Model):
     """`openai`: the plain OpenAI-compatible client; `litellm`: route through litellm."""
     api_key: str | None = Field(default=None, exclude=True)
     """Never written to disk."""
+    endpoints: list[str] = Field(default_factory=list)
+    """Further base URLs serving the same build: with any, requests are spread over `base_url` and
+    these by LiteLLM's Router (load balancing, retries, cooldowns of failing endpoints)."""
 
 
 class Provenance(_Model):
