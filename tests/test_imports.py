@@ -1,0 +1,41 @@
+"""Start-up stays light: `--help`, `validate`, `list` and the path to the first request import nothing heavy.
+
+Checked by module, not by the clock (timings live in benchmarks/overhead.py): a heavy import that
+creeps back onto one of these paths fails here on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("scipy", "numpy", "statsmodels", "pandas", "matplotlib", "openai", "litellm", "jinja2")
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nimport json; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {m for m in HEAVY if m in loaded}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate"], ["list"], ["run", "--help"]])
+def test_commands_that_only_read_scenarios_import_nothing_heavy(argv):
+    code = f"from harness.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
+    assert _imported_after(code) == set()
+
+
+def test_the_path_to_the_first_request_imports_no_statistics_plotting_or_sdk():
+    code = "import harness.client, harness.runner, harness.loop, harness.scoring, harness.preflight, harness.servers"
+    assert _imported_after(code) == set()
+
+
+def test_the_package_resolves_its_public_names_on_first_use():
+    assert _imported_after("import harness") == set()
+    code = "import harness; harness.run_scenario; harness.read_results"
+    assert _imported_after(code) == set()
