@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py                    # overhead table, 5 interleaved rounds
     python benchmarks/overhead.py --rounds 9 --sweep 1,4,8,16,32
+    python benchmarks/overhead.py --before /tmp/before     # a checkout of main, measured in the same rounds
     python benchmarks/overhead.py --llama-url http://127.0.0.1:8080/v1   # cache share on a real llama-server
 
 It starts the instant stub (`benchmarks/stub.py`, TCP_NODELAY, keep-alive), runs `python -m harness run`
@@ -32,6 +33,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# bytecode cached as a user's install has it (PYTHONDONTWRITEBYTECODE would recompile every module
+# at every start), kept outside the tree
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "harness-bench-pycache")
 
 
 # -- the stub ---------------------------------------------------------------------------------------
@@ -49,7 +54,7 @@ class Stub:
     def __init__(self, latency: float = 0.0):
         self.port = _free_port()
         self.proc = subprocess.Popen([PY, str(ROOT / "benchmarks" / "stub.py"), "--port", str(self.port),
-                                      "--latency", str(latency)])
+                                      "--latency", str(latency)], env=ENV)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -86,11 +91,13 @@ def _measure(cmd: list[str], stub: Stub | None, *, cwd: Path = ROOT) -> dict[str
     if stub is not None:
         stub.reset()
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    ended = time.monotonic()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errfile, env=ENV)
+        _, status, usage = os.wait4(proc.pid, 0)
+        ended = time.monotonic()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{err[-2000:]}")
     out: dict[str, Any] = {"wall_s": ended - started, "rss_mb": usage.ru_maxrss / 1024}
@@ -141,15 +148,20 @@ def _stats(values: list[float], fmt: str = "{:.2f}") -> str:
 # -- the table ----------------------------------------------------------------------------------------
 
 
-def overhead(rounds: int, extra: list[str]) -> None:
+def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
+    """The table; with `before` (another checkout, e.g. `git worktree add /tmp/before main`), that tree's
+    harness runs in the same rounds too, so before and after see the same machine load."""
     stub = Stub()
     tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "per_call_ms", "floor_ms", "help_s", "import_openai_s", "ttfr_s", "ttfr_floor_s", "rss_mb", "rss_floor_mb",
-        "run_wall_s", "bare_wall_s", "validate_s", "list_s")}
+    trees = {"harness": ROOT, **({"before": before} if before else {})}
+    keys = ("per_call_ms", "help_s", "ttfr_s", "rss_mb", "run_wall_s", "validate_s", "list_s")
+    rows: dict[str, dict[str, list[float]]] = {t: {k: [] for k in keys} for t in trees}
+    floor: dict[str, list[float]] = {k: [] for k in ("floor_ms", "import_openai_s", "ttfr_s", "rss_mb", "wall_s")}
     try:
         # the requests the bare loop replays: what the harness itself sent
         first = _measure(_harness_cmd(stub, tmp / "warm", *extra), stub)
+        for name, tree in trees.items():  # warm every tree's bytecode cache
+            _measure(_harness_cmd(stub, tmp / f"warm-{name}", *extra), stub, cwd=tree)
         bodies = _bodies(tmp / "warm" / "results.jsonl")
         bodies_file = tmp / "bodies.jsonl"
         bodies_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
@@ -157,44 +169,56 @@ def overhead(rounds: int, extra: list[str]) -> None:
         print(f"{n} chat calls per run (warm-up run {first['wall_s']:.1f} s); {rounds} rounds, interleaved\n", file=sys.stderr)
         bare_cmd = [PY, str(Path(__file__).resolve()), "--bare", str(bodies_file), "--base-url", stub.base_url]
         for r in range(rounds):
-            pair = [("h", lambda r=r: _measure(_harness_cmd(stub, tmp / f"r{r}", *extra), stub)),
-                    ("b", lambda: _measure(bare_cmd, stub))]
-            if r % 2:
-                pair.reverse()
-            got = {k: fn() for k, fn in pair}
-            h, b = got["h"], got["b"]
-            if h["n"] != n or b["n"] != n:
-                print(f"round {r}: call counts differ (harness {h['n']}, bare {b['n']}, expected {n})", file=sys.stderr)
-            rows["per_call_ms"].append((h["span_s"] - b["span_s"]) / n * 1000)
-            rows["floor_ms"].append(b["span_s"] / n * 1000)
-            rows["ttfr_s"].append(h["first_request_s"])
-            rows["ttfr_floor_s"].append(b["first_request_s"])
-            rows["rss_mb"].append(h["rss_mb"])
-            rows["rss_floor_mb"].append(b["rss_mb"])
-            rows["run_wall_s"].append(h["wall_s"])
-            rows["bare_wall_s"].append(b["wall_s"])
-            # process start-up, interleaved the same way
-            rows["help_s"].append(_measure([PY, "-m", "harness", "--help"], None)["wall_s"])
-            rows["import_openai_s"].append(_measure([PY, "-c", "import openai"], None)["wall_s"])
-            rows["validate_s"].append(_measure([PY, "-m", "harness", "validate"], None)["wall_s"])
-            rows["list_s"].append(_measure([PY, "-m", "harness", "list"], None)["wall_s"])
-            print(f"round {r + 1}/{rounds}: +{rows['per_call_ms'][-1]:.2f} ms/call, help {rows['help_s'][-1]:.2f} s, "
-                  f"first request {h['first_request_s']:.2f} s, rss {h['rss_mb']:.0f} MB", file=sys.stderr)
+            jobs: list[tuple[str, Any]] = [("bare", lambda: _measure(bare_cmd, stub))]
+            jobs += [(name, lambda r=r, name=name, tree=tree: _measure(_harness_cmd(stub, tmp / f"{name}-r{r}", *extra), stub, cwd=tree))
+                     for name, tree in trees.items()]
+            # rotate who goes first, round by round
+            jobs = jobs[r % len(jobs):] + jobs[: r % len(jobs)]
+            got = {k: fn() for k, fn in jobs}
+            b = got["bare"]
+            floor["floor_ms"].append(b["span_s"] / n * 1000)
+            floor["ttfr_s"].append(b["first_request_s"])
+            floor["rss_mb"].append(b["rss_mb"])
+            floor["wall_s"].append(b["wall_s"])
+            floor["import_openai_s"].append(_measure([PY, "-c", "import openai"], None)["wall_s"])
+            for name, tree in trees.items():
+                h = got[name]
+                if h["n"] != n or b["n"] != n:
+                    print(f"round {r}: call counts differ ({name} {h['n']}, bare {b['n']}, expected {n})", file=sys.stderr)
+                row = rows[name]
+                row["per_call_ms"].append((h["span_s"] - b["span_s"]) / n * 1000)
+                row["ttfr_s"].append(h["first_request_s"])
+                row["rss_mb"].append(h["rss_mb"])
+                row["run_wall_s"].append(h["wall_s"])
+                # process start-up, interleaved the same way
+                row["help_s"].append(_measure([PY, "-m", "harness", "--help"], None, cwd=tree)["wall_s"])
+                row["validate_s"].append(_measure([PY, "-m", "harness", "validate"], None, cwd=tree)["wall_s"])
+                row["list_s"].append(_measure([PY, "-m", "harness", "list"], None, cwd=tree)["wall_s"])
+                print(f"round {r + 1}/{rounds} {name}: +{row['per_call_ms'][-1]:.2f} ms/call, help {row['help_s'][-1]:.2f} s, "
+                      f"first request {h['first_request_s']:.2f} s, rss {h['rss_mb']:.0f} MB", file=sys.stderr)
     finally:
         stub.close()
-    ratio = [h / b for h, b in zip(rows["ttfr_s"], rows["ttfr_floor_s"])]
-    help_ratio = [h / b for h, b in zip(rows["help_s"], rows["import_openai_s"])]
-    rss_ratio = [h / b for h, b in zip(rows["rss_mb"], rows["rss_floor_mb"])]
-    print(f"\n{n} calls per run, {rounds} rounds; median (min-max)\n")
-    print("| figure | harness | bare `openai` loop (floor) | harness / floor |")
-    print("|---|---|---|---|")
-    print(f"| overhead per model call over the floor | +{_stats(rows['per_call_ms'])} ms | {_stats(rows['floor_ms'])} ms/call | "
-          f"{_stats([1 + d / f for d, f in zip(rows['per_call_ms'], rows['floor_ms'])])} |")
-    print(f"| `harness --help`, whole process | {_stats(rows['help_s'])} s | `import openai` {_stats(rows['import_openai_s'])} s | {_stats(help_ratio)} |")
-    print(f"| `harness validate` / `harness list`, whole process | {_stats(rows['validate_s'])} s / {_stats(rows['list_s'])} s | | |")
-    print(f"| time to first request in `run` | {_stats(rows['ttfr_s'])} s | {_stats(rows['ttfr_floor_s'])} s | {_stats(ratio)} |")
-    print(f"| whole `run` process (reports included) | {_stats(rows['run_wall_s'])} s | {_stats(rows['bare_wall_s'])} s | |")
-    print(f"| peak RSS | {_stats(rows['rss_mb'], '{:.0f}')} MB | {_stats(rows['rss_floor_mb'], '{:.0f}')} MB | {_stats(rss_ratio)} |")
+    print(f"\n{n} calls per run, {rounds} rounds; median (min-max); ratios are paired within a round\n")
+    names = list(trees)
+    print("| figure | " + " | ".join(names) + " | bare `openai` loop (floor) | " + " | ".join(f"{t} / floor" for t in names) + " |")
+    print("|---" * (2 + 2 * len(names)) + "|")
+
+    def line(label: str, key: str, unit: str, floor_key: str | None = None, fmt: str = "{:.2f}", sign: str = "") -> None:
+        cells = [f"{sign}{_stats(rows[t][key], fmt)} {unit}" for t in names]
+        base = f"{_stats(floor[floor_key], fmt)} {unit}" if floor_key else ""
+        ratios = [_stats([a / b for a, b in zip(rows[t][key], floor[floor_key])]) if floor_key else "" for t in names]
+        print(f"| {label} | " + " | ".join(cells) + f" | {base} | " + " | ".join(ratios) + " |")
+
+    cells = [f"+{_stats(rows[t]['per_call_ms'])} ms" for t in names]
+    ratios = [_stats([1 + d / f for d, f in zip(rows[t]["per_call_ms"], floor["floor_ms"])]) for t in names]
+    print("| overhead per model call over the floor | " + " | ".join(cells) + f" | {_stats(floor['floor_ms'])} ms/call | "
+          + " | ".join(ratios) + " |")
+    line("`harness --help`, whole process (floor: `import openai`)", "help_s", "s", "import_openai_s")
+    line("`harness validate`, whole process", "validate_s", "s")
+    line("`harness list`, whole process", "list_s", "s")
+    line("time to first request in `run`", "ttfr_s", "s", "ttfr_s")
+    line("whole `run` process (reports included)", "run_wall_s", "s", "wall_s")
+    line("peak RSS", "rss_mb", "MB", "rss_mb", fmt="{:.0f}")
 
 
 # -- the concurrency sweep -----------------------------------------------------------------------------
@@ -218,7 +242,7 @@ def _ideal(results: Path, latency: float, slots: int) -> float:
     return max(free)
 
 
-def sweep(levels: list[int], latency: float, rounds: int, extra: list[str]) -> None:
+def sweep(levels: list[int], latency: float, rounds: int, extra: list[str], tree: Path = ROOT) -> None:
     from harness.scenario import load_scenarios
 
     ids = sorted(s.id for s in load_scenarios([str(ROOT / "scenarios")]))
@@ -234,7 +258,8 @@ def sweep(levels: list[int], latency: float, rounds: int, extra: list[str]) -> N
                 chosen = ids[: min(len(ids), want)]
                 out = tmp / f"c{c}-r{r}"
                 args = [a for sid in chosen for a in ("--id", sid)]
-                m = _measure(_harness_cmd(stub, out, "--concurrency", str(c), "--epochs", str(epochs), *args, *extra), stub)
+                m = _measure(_harness_cmd(stub, out, "--concurrency", str(c), "--epochs", str(epochs), *args, *extra), stub,
+                             cwd=tree)
                 ideal = _ideal(out / "results.jsonl", latency, c)
                 got[c]["ratio"].append(ideal / m["span_s"])
                 got[c]["rss"].append(m["rss_mb"])
@@ -292,6 +317,7 @@ def main() -> None:
     parser.add_argument("--llama-url", help="measure the cache share against this running llama-server (…/v1)")
     parser.add_argument("--llama-model", default="model")
     parser.add_argument("--harness-arg", action="append", default=[], help="extra argument for `harness run`")
+    parser.add_argument("--before", type=Path, help="another checkout measured in the same rounds (before/after)")
     parser.add_argument("--bare", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -302,9 +328,13 @@ def main() -> None:
         llama_cache_share(ns.llama_url, ns.llama_model, ns.harness_arg)
         return
     if not ns.sweep_only:
-        overhead(ns.rounds, ns.harness_arg)
+        overhead(ns.rounds, ns.harness_arg, ns.before)
     if ns.sweep:
-        sweep([int(c) for c in ns.sweep.split(",")], ns.latency, ns.sweep_rounds, ns.harness_arg)
+        levels = [int(c) for c in ns.sweep.split(",")]
+        sweep(levels, ns.latency, ns.sweep_rounds, ns.harness_arg)
+        if ns.before:
+            print("\nthe same sweep, --before tree:")
+            sweep(levels, ns.latency, ns.sweep_rounds, ns.harness_arg, tree=ns.before)
 
 
 if __name__ == "__main__":
