@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -91,10 +92,17 @@ def _measure(cmd: list[str], stub: Stub | None, *, cwd: Path = ROOT) -> dict[str
     if stub is not None:
         stub.reset()
     started = time.monotonic()
+    samples: list[tuple[float, float]] = []
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errfile, env=ENV)
+        # resident memory over time, to tell the run's requests from the reports drawn after them
+        stop = threading.Event()
+        sampler = threading.Thread(target=_sample_rss, args=(proc.pid, samples, stop), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         ended = time.monotonic()
+        stop.set()
+        sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         errfile.seek(0)
         err = errfile.read().decode(errors="replace")
@@ -105,7 +113,22 @@ def _measure(cmd: list[str], stub: Stub | None, *, cwd: Path = ROOT) -> dict[str
         st = stub.stats()
         out.update(n=st["n"], first_request_s=(st["first"] or ended) - started,
                    span_s=(st["last"] or ended) - (st["first"] or ended), max_inflight=st["max_inflight"])
+        last = st["last"] or ended
+        out["rss_requests_mb"] = max((mb for t, mb in samples if t <= last), default=float("nan"))
     return out
+
+
+def _sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.monotonic(), int(line.split()[1]) / 1024))
+                        break
+        except OSError:
+            return
+        stop.wait(0.02)
 
 
 def _harness_cmd(stub: Stub, out_dir: Path, *extra: str) -> list[str]:
@@ -154,9 +177,9 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
     stub = Stub()
     tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     trees = {"harness": ROOT, **({"before": before} if before else {})}
-    keys = ("per_call_ms", "help_s", "ttfr_s", "rss_mb", "run_wall_s", "validate_s", "list_s")
+    keys = ("per_call_ms", "help_s", "ttfr_s", "rss_mb", "rss_requests_mb", "run_wall_s", "validate_s", "list_s")
     rows: dict[str, dict[str, list[float]]] = {t: {k: [] for k in keys} for t in trees}
-    floor: dict[str, list[float]] = {k: [] for k in ("floor_ms", "import_openai_s", "ttfr_s", "rss_mb", "wall_s")}
+    floor: dict[str, list[float]] = {k: [] for k in ("floor_ms", "import_openai_s", "ttfr_s", "rss_mb", "rss_requests_mb", "wall_s")}
     try:
         # the requests the bare loop replays: what the harness itself sent
         first = _measure(_harness_cmd(stub, tmp / "warm", *extra), stub)
@@ -179,6 +202,7 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
             floor["floor_ms"].append(b["span_s"] / n * 1000)
             floor["ttfr_s"].append(b["first_request_s"])
             floor["rss_mb"].append(b["rss_mb"])
+            floor["rss_requests_mb"].append(b["rss_requests_mb"])
             floor["wall_s"].append(b["wall_s"])
             floor["import_openai_s"].append(_measure([PY, "-c", "import openai"], None)["wall_s"])
             for name, tree in trees.items():
@@ -189,12 +213,13 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
                 row["per_call_ms"].append((h["span_s"] - b["span_s"]) / n * 1000)
                 row["ttfr_s"].append(h["first_request_s"])
                 row["rss_mb"].append(h["rss_mb"])
+                row["rss_requests_mb"].append(h["rss_requests_mb"])
                 row["run_wall_s"].append(h["wall_s"])
                 # process start-up, interleaved the same way
                 row["help_s"].append(_measure([PY, "-m", "harness", "--help"], None, cwd=tree)["wall_s"])
                 row["validate_s"].append(_measure([PY, "-m", "harness", "validate"], None, cwd=tree)["wall_s"])
                 row["list_s"].append(_measure([PY, "-m", "harness", "list"], None, cwd=tree)["wall_s"])
-                print(f"round {r + 1}/{rounds} {name}: +{row['per_call_ms'][-1]:.2f} ms/call, help {row['help_s'][-1]:.2f} s, "
+                print(f"round {r + 1}/{rounds} {name}: {row['per_call_ms'][-1]:+.2f} ms/call, help {row['help_s'][-1]:.2f} s, "
                       f"first request {h['first_request_s']:.2f} s, rss {h['rss_mb']:.0f} MB", file=sys.stderr)
     finally:
         stub.close()
@@ -203,13 +228,13 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
     print("| figure | " + " | ".join(names) + " | bare `openai` loop (floor) | " + " | ".join(f"{t} / floor" for t in names) + " |")
     print("|---" * (2 + 2 * len(names)) + "|")
 
-    def line(label: str, key: str, unit: str, floor_key: str | None = None, fmt: str = "{:.2f}", sign: str = "") -> None:
-        cells = [f"{sign}{_stats(rows[t][key], fmt)} {unit}" for t in names]
+    def line(label: str, key: str, unit: str, floor_key: str | None = None, fmt: str = "{:.2f}") -> None:
+        cells = [f"{_stats(rows[t][key], fmt)} {unit}" for t in names]
         base = f"{_stats(floor[floor_key], fmt)} {unit}" if floor_key else ""
         ratios = [_stats([a / b for a, b in zip(rows[t][key], floor[floor_key])]) if floor_key else "" for t in names]
         print(f"| {label} | " + " | ".join(cells) + f" | {base} | " + " | ".join(ratios) + " |")
 
-    cells = [f"+{_stats(rows[t]['per_call_ms'])} ms" for t in names]
+    cells = [f"{_stats(rows[t]['per_call_ms'], '{:+.2f}')} ms" for t in names]
     ratios = [_stats([1 + d / f for d, f in zip(rows[t]["per_call_ms"], floor["floor_ms"])]) for t in names]
     print("| overhead per model call over the floor | " + " | ".join(cells) + f" | {_stats(floor['floor_ms'])} ms/call | "
           + " | ".join(ratios) + " |")
@@ -218,7 +243,8 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
     line("`harness list`, whole process", "list_s", "s")
     line("time to first request in `run`", "ttfr_s", "s", "ttfr_s")
     line("whole `run` process (reports included)", "run_wall_s", "s", "wall_s")
-    line("peak RSS", "rss_mb", "MB", "rss_mb", fmt="{:.0f}")
+    line("peak RSS while the requests run", "rss_requests_mb", "MB", "rss_requests_mb", fmt="{:.0f}")
+    line("peak RSS, whole process (reports included)", "rss_mb", "MB", "rss_mb", fmt="{:.0f}")
 
 
 # -- the concurrency sweep -----------------------------------------------------------------------------

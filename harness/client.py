@@ -207,23 +207,37 @@ class OpenAIChatClient(_Client):
         super().__init__(target, **kwargs)
         self._url = target.base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {target.api_key or 'sk-none'}", "Content-Type": "application/json"}
-        # one pool per target, big enough that no scenario in flight waits for a connection
-        self._http = httpx.AsyncClient(timeout=self.timeout_s, verify=_verify(target.base_url),
-                                       limits=httpx.Limits(max_connections=None, max_keepalive_connections=128))
+        # keep-alive connections, each used by one request at a time and handed back to this free
+        # list: httpcore's own pool scans (and polls) every connection on every request, which at
+        # 32 in flight cost more CPU than the rest of a step (benchmarks/overhead.py --sweep)
+        self._idle: list[httpx.AsyncClient] = []
+        self._open: list[httpx.AsyncClient] = []
+        self._tls = _tls_context(target.base_url)
+
+    def _connection(self) -> httpx.AsyncClient:
+        if self._idle:
+            return self._idle.pop()
+        http = httpx.AsyncClient(timeout=self.timeout_s, verify=self._tls,
+                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        self._open.append(http)
+        return http
 
     async def _attempt(self, body: dict[str, Any]) -> Reply:
         # a snapshot for the record: the caller keeps appending to `messages` (the dicts in it are not changed)
         sent = {**body, "messages": list(body["messages"])}
         content = pydantic_core.to_json(body, fallback=str)
         started = time.perf_counter()
+        http = self._connection()
         try:
-            resp = await self._http.post(self._url, content=content, headers=self._headers)
+            resp = await http.post(self._url, content=content, headers=self._headers)
         except httpx.TimeoutException as exc:
             raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
         except httpx.TransportError as exc:
             raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"connection to {self.target.base_url} failed: {_cause(exc)}")) from exc
+        finally:
+            self._idle.append(http)
         latency_ms = (time.perf_counter() - started) * 1000
         text = resp.text
         if resp.status_code >= 400:
@@ -244,7 +258,10 @@ class OpenAIChatClient(_Client):
         return reply
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._open:
+            await http.aclose()
+        self._open.clear()
+        self._idle.clear()
 
 
 class LiteLLMChatClient(_Client):
@@ -336,6 +353,13 @@ def _retry_after(headers: Any) -> float | None:
 def _verify(base_url: str) -> bool:
     """TLS verification for https; plain http skips loading the CA bundle (a third of a second at start-up)."""
     return not base_url.lower().startswith("http://")
+
+
+def _tls_context(base_url: str) -> Any:
+    """One TLS context per target, shared by its connections (loading the CA bundle once); False for plain http."""
+    if not _verify(base_url):
+        return False
+    return httpx.create_ssl_context()  # what httpx would build per client: certifi, SSL_CERT_FILE honoured
 
 
 def _cause(exc: BaseException) -> str:
