@@ -59,7 +59,7 @@ def _server() -> FakeServer:
 
 def _compare(server: FakeServer, out: Path, *extra: str) -> None:
     args = ["compare", "--target", f"a={server.base_url}@a", "--target", f"b={server.base_url}@b", "--tag", "smoke",
-            "--no-preflight", "--json", "--out", str(out), *extra]
+            "--no-preflight", "--epochs", "1", "--json", "--out", str(out), *extra]
     result = CliRunner().invoke(main, args)
     assert result.exit_code in (0, 1), result.output
 
