@@ -195,7 +195,7 @@ class _Client:
 
 
 class OpenAIChatClient(_Client):
-    """`POST {base_url}/chat/completions` over one shared keep-alive httpx client per target.
+    """`POST {base_url}/chat/completions` over the target's own keep-alive connections (one per request in flight).
 
     The body goes out exactly as `build_request` made it (built once per step), so the record of
     what was sent is that body, not a re-parse of the wire bytes.
