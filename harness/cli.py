@@ -911,9 +911,12 @@ def import_bfcl(path: str, out_dir: str, category: str | None) -> None:
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
 def bfcl_multi_turn(path: str, base_url: str, model: str, limit: int | None, out_file: str | None, json_out: bool) -> None:
     """Run BFCL multi_turn_* files on BFCL's own classes and grade every turn (needs the `bfcl` extra)."""
+    import asyncio
+
     from harness import bfcl_multi_turn as mt
     from harness.bfcl import BFCLError
     from harness.client import make_client
+    from harness.records import Target
 
     files = [Path(path)] if Path(path).is_file() else sorted(Path(path).glob("BFCL_v*_multi_turn_*.json"))
     try:
