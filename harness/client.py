@@ -140,7 +140,7 @@ class _Client:
                 async with asyncio.timeout(self.timeout_s):
                     return await self._attempt(body)
             except TimeoutError:
-                raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_sent(None, body),
+                raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=_snapshot(body),
                                        error=f"no complete reply from {self.target.base_url} within "
                                              f"{self.timeout_s:g}s (timeout)")) from None
 
@@ -223,8 +223,7 @@ class OpenAIChatClient(_Client):
         return http
 
     async def _attempt(self, body: dict[str, Any]) -> Reply:
-        # a snapshot for the record: the caller keeps appending to `messages` (the dicts in it are not changed)
-        sent = {**body, "messages": list(body["messages"])}
+        sent = _snapshot(body)
         content = pydantic_core.to_json(body, fallback=str)
         started = time.perf_counter()
         http = self._connection()
@@ -348,6 +347,11 @@ def _retry_after(headers: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as sent, for the record: the caller keeps appending to `messages` (the dicts in it are not changed)."""
+    return {**body, "messages": list(body.get("messages") or [])}
 
 
 def _verify(base_url: str) -> bool:
