@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from tests.clirun import invoke
 
 from harness.cache import CachedClient, ResponseCache, TargetIdentity, cache_key, target_identity
-from harness.cli import main
 from harness.client import build_request, make_client
 from harness.outcomes import Outcome
 from harness.records import Provenance, Sampling, Target, read_results
@@ -138,9 +137,9 @@ def test_a_second_run_with_the_cache_asks_the_server_nothing(fake_server, tmp_pa
                                                           "finish_reason": "stop"}]}
     args = ["run", "--base-url", fake_server.base_url, "--model", "test-model", "--tag", "smoke", "--no-preflight",
             "--json", "--cache", str(tmp_path / "cache")]
-    first = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    first = invoke([*args, "--out", str(tmp_path / "a")])
     asked = len(fake_server.chat_requests)
-    second = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b")])
+    second = invoke([*args, "--out", str(tmp_path / "b")])
     assert first.exit_code in (0, 1) and second.exit_code == first.exit_code, second.output
     assert asked > 0 and len(fake_server.chat_requests) == asked
     replies = [s.reply for r in read_results(tmp_path / "b" / "results.jsonl").records for s in r.trajectory.steps]

@@ -6,9 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from click.testing import CliRunner
+from tests.clirun import invoke
 
-from harness.cli import main
 from harness.concurrency import MAX_CONCURRENCY, choose_concurrency
 from harness.records import Provenance
 from tests.fakeserver import FakeServer
@@ -65,7 +64,7 @@ def _busy_llama(slots: int, delay_s: float = 0.25) -> tuple[FakeServer, dict[str
 
 
 def _run(server: FakeServer, tmp_path: Path, *extra: str):
-    return CliRunner().invoke(main, ["run", "--base-url", server.base_url, "--model", "m", "--tag", "smoke",
+    return invoke(["run", "--base-url", server.base_url, "--model", "m", "--tag", "smoke",
                                      "--out", str(tmp_path / "run"), "--json", *extra])
 
 

@@ -71,15 +71,14 @@ async def test_a_replica_killed_mid_run_and_the_run_completes_on_the_other(tmp_p
 
 
 def test_every_endpoint_must_answer_at_the_start(tmp_path):
-    from click.testing import CliRunner
+    from tests.clirun import invoke
 
-    from harness.cli import main
     from tests.fakeserver import free_port
 
     up = Replica("a")
     down = f"http://127.0.0.1:{free_port()}/v1"
     try:
-        result = CliRunner().invoke(main, ["run", "--base-url", up.server.base_url, "--base-url", down, "--model",
+        result = invoke(["run", "--base-url", up.server.base_url, "--base-url", down, "--model",
                                            "test-model", "--tag", "smoke", "--no-preflight", "--out", str(tmp_path / "r")])
     finally:
         up.server.close()

@@ -7,9 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from tests.clirun import invoke
 
-from harness.cli import main
 from harness.records import read_results
 from harness.scenario import load_scenarios
 from harness.shard import Shard, ShardError, parse_shard, select_shard
@@ -60,7 +59,7 @@ def _server() -> FakeServer:
 def _compare(server: FakeServer, out: Path, *extra: str) -> None:
     args = ["compare", "--target", f"a={server.base_url}@a", "--target", f"b={server.base_url}@b", "--tag", "smoke",
             "--no-preflight", "--epochs", "1", "--json", "--out", str(out), *extra]
-    result = CliRunner().invoke(main, args)
+    result = invoke(args)
     assert result.exit_code in (0, 1), result.output
 
 
@@ -82,7 +81,7 @@ def test_merged_shards_report_what_one_unsharded_run_reports(tmp_path):
     two = read_results(tmp_path / "s2" / "results.jsonl")
     assert one.header.config.shard == "1/2" and two.header.config.shard == "2/2"
     assert not {r.scenario_id for r in one.records} & {r.scenario_id for r in two.records}
-    result = CliRunner().invoke(main, ["report", str(tmp_path / "s1" / "results.jsonl"), str(tmp_path / "s2" / "results.jsonl"),
+    result = invoke(["report", str(tmp_path / "s1" / "results.jsonl"), str(tmp_path / "s2" / "results.jsonl"),
                                        "--out", str(tmp_path / "merged"), "--json"])
     assert result.exit_code in (0, 1), result.output
     merged, whole = _summary(tmp_path / "merged"), _summary(tmp_path / "whole")
