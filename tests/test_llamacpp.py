@@ -136,11 +136,39 @@ def test_build_uses_the_pinned_flags_and_moves_a_finished_build_into_place(fake_
     configure, build = calls.read_text().splitlines()
     assert configure.split()[2:] == list(llamacpp.CMAKE_FLAGS)
     assert "-DGGML_NATIVE=OFF" in configure
-    assert build.split()[2:] == ["--target", "llama-server", "llama-quantize", "-j2"]
+    assert build.split()[2:] == ["--target", "llama-server", "llama-quantize", "llama-imatrix", "-j2"]
     assert any("building" in m for m in progress)
     # the second time it is found in the cache, without building
     again = llamacpp.find_llama_binaries(fake_source)
     assert again.built_from == "cache" and calls.read_text().count("--build") == 1
+
+
+def test_a_cached_build_without_llama_imatrix_gets_it_built_where_cmake_configured_it(fake_source: Path, tmp_path: Path):
+    # a build from before llama-imatrix joined the targets: configured in build.partial-123, then renamed to build
+    llama = _llama_dir(fake_source)
+    bin_dir = llama / "build" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("llama-server", "llama-quantize"):
+        _fake_program(bin_dir / name, 'echo "version: 9.9.9 (build 7, commit fake)" >&2\n')
+    configured = llama / "build.partial-123"
+    (llama / "build" / "CMakeCache.txt").write_text(f"CMAKE_CACHEFILE_DIR:INTERNAL={configured}\n")
+    calls = tmp_path / "cmake-calls.txt"
+    # cmake builds only in the folder it configured, as the real one does
+    _fake_program(
+        tmp_path / "fakebin" / "cmake",
+        f"""\
+        echo "$@ (exists: $(test -d {configured} && echo yes))" >> {calls}
+        [ "$2" = "{configured}" ] || exit 1
+        printf '#!/usr/bin/env bash\\n' > "$2/bin/llama-imatrix"; chmod +x "$2/bin/llama-imatrix"
+        """,
+    )
+    binaries = llamacpp.find_llama_binaries(fake_source, build=False)
+    assert binaries.imatrix is None
+    tool = llamacpp.find_llama_imatrix(binaries, fake_source)
+    assert tool == bin_dir / "llama-imatrix" and tool.exists()
+    assert calls.read_text().split()[:4] == ["--build", str(configured), "--target", "llama-imatrix"]
+    assert "(exists: yes)" in calls.read_text() and not configured.exists()  # renamed back to build
+    assert llamacpp.find_llama_binaries(fake_source, build=False).imatrix == tool
 
 
 def test_a_failed_build_shows_the_log_tail_and_never_looks_finished(fake_source: Path, tmp_path: Path):

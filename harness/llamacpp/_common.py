@@ -21,6 +21,7 @@ __all__ = [
     "TEMPLATE_STOPS",
     "SOURCE_QUANT",
     "DEFAULT_QUANTS",
+    "AUDIT_QUANTS",
     "MODEL_STEM",
     "LlamaError",
     "LlamaBuildError",
@@ -47,7 +48,7 @@ CMAKE_FLAGS = (
     "-DGGML_F16C=ON",
     "-DGGML_BMI2=ON",
 )
-BUILD_TARGETS = ("llama-server", "llama-quantize")
+BUILD_TARGETS = ("llama-server", "llama-quantize", "llama-imatrix")
 BUILD_JOBS = 2
 
 CHAT_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
@@ -61,6 +62,9 @@ after its first call block instead of letting the grammar chain more blocks. A r
 SOURCE_QUANT = "Q4_K_M"
 """The file type of the packaged gemma-3-270m GGUF; every other rung is requantized from it."""
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M", "Q3_K_M", "Q2_K")
+"""The embedded ladder's rungs (the demo's): Q8_0, requantized up from the packaged file, is its reference."""
+AUDIT_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
+"""The rungs `harness audit` makes from a user's high-precision GGUF by default."""
 MODEL_STEM = "gemma-3-270m"
 
 _PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -131,11 +135,26 @@ _sha_cache: dict[tuple[str, int, int], str] = {}
 
 
 def _file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for this process."""
+    """sha256 of a file, remembered per (path, size, mtime) for this process and in the cache folder.
+
+    A user's F16 GGUF is many gigabytes: a second audit of it must not spend a minute hashing it again.
+    """
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _sha_cache:
-        _sha_cache[key] = _sha256(path)
+        memo = cache_root() / "hashes" / hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+        try:
+            known = memo.read_text(encoding="utf-8").strip()
+        except OSError:
+            known = ""
+        if len(known) != 64:
+            known = _sha256(path)
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+                tmp.write_text(known + "\n", encoding="utf-8")
+                os.replace(tmp, memo)
+        _sha_cache[key] = known
     return _sha_cache[key]
 
 

@@ -1,4 +1,4 @@
-"""Find llama-server and llama-quantize: on PATH, in the cache, or built from the pinned llama.cpp source."""
+"""Find llama-server, llama-quantize and llama-imatrix: on PATH, in the cache, or built from the pinned source."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from harness.llamacpp._common import (
     log,
 )
 
-__all__ = ["LlamaBinaries", "find_llama_binaries"]
+__all__ = ["LlamaBinaries", "find_llama_binaries", "find_llama_imatrix"]
 
 
 class LlamaBinaries(BaseModel):
@@ -45,6 +45,8 @@ class LlamaBinaries(BaseModel):
     """The `llama-server` executable."""
     quantize: Path
     """The `llama-quantize` executable."""
+    imatrix: Path | None = None
+    """The `llama-imatrix` executable (importance matrices for calibrated quants), when there is one."""
     templates_dir: Path | None = None
     """llama.cpp's `models/templates` folder, when the source tree is at hand."""
     version: str | None = None
@@ -112,6 +114,7 @@ def _from_path() -> LlamaBinaries | None:
     server, quantize = shutil.which("llama-server"), shutil.which("llama-quantize")
     if not server or not quantize:
         return None
+    imatrix = shutil.which("llama-imatrix")
     server_path = Path(server).resolve()
     # a source build on PATH (build/bin) has the templates two folders up; a package install does not
     templates = server_path.parent.parent.parent / "models" / "templates"
@@ -119,6 +122,7 @@ def _from_path() -> LlamaBinaries | None:
         LlamaBinaries(
             server=server_path,
             quantize=Path(quantize).resolve(),
+            imatrix=Path(imatrix).resolve() if imatrix else None,
             templates_dir=templates if templates.is_dir() else None,
             built_from="path",
         )
@@ -135,6 +139,7 @@ def _from_cache(root: Path) -> LlamaBinaries | None:
         LlamaBinaries(
             server=bin_dir / "llama-server",
             quantize=bin_dir / "llama-quantize",
+            imatrix=bin_dir / "llama-imatrix" if os.access(bin_dir / "llama-imatrix", os.X_OK) else None,
             templates_dir=templates if templates.is_dir() else None,
             built_from="cache",
             source=f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} vendor/llama.cpp",
@@ -265,3 +270,62 @@ def _build(root: Path, progress: Callable[[str], Any] | None) -> None:
         log=str(logfile),
     )
     _say(progress, f"built llama.cpp in {t3 - t2:.0f}s (download {t1 - t0:.0f}s, unpack {t2 - t1:.0f}s)")
+
+
+def find_llama_imatrix(
+    binaries: LlamaBinaries, cache_dir: Path | str | None = None, *, progress: Callable[[str], Any] | None = None
+) -> Path:
+    """`llama-imatrix` from the same llama.cpp as `binaries`: there already, or built into the cached build.
+
+    Builds made before llama-imatrix joined the build targets lack it; it is then compiled into that
+    build (only its own sources: the libraries are already built). A llama.cpp found on PATH must
+    bring its own llama-imatrix.
+    """
+    if binaries.imatrix is not None:
+        return binaries.imatrix
+    if binaries.built_from == "path":
+        raise LlamaBuildError(
+            f"llama-server is on PATH ({binaries.server}) but llama-imatrix is not: put the llama-imatrix of the "
+            "same llama.cpp build on PATH to compute importance matrices, or pass --imatrix FILE"
+        )
+    root = cache_root(cache_dir)
+    with _file_lock(root / "locks" / "llama-build.lock", "building llama-imatrix", progress):
+        found = _from_cache(root)
+        if found is None or found.imatrix is None:
+            _build_extra_target(root, "llama-imatrix", progress)
+            found = _from_cache(root)
+        if found is None or found.imatrix is None:
+            raise LlamaBuildError(f"built llama-imatrix but {_llama_dir(root) / 'build' / 'bin'} has no working one")
+        return found.imatrix
+
+
+def _build_extra_target(root: Path, target: str, progress: Callable[[str], Any] | None) -> None:
+    """Build one more target in the finished `build` folder (caller holds the build lock).
+
+    cmake remembers the folder it configured (`build.partial-<pid>`, renamed to `build` when done), and
+    refuses to run elsewhere: the folder goes back to that name for the build, and to `build` after it.
+    """
+    llama = _llama_dir(root)
+    final = llama / "build"
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logfile = logs / f"llama-build-{target}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    configured = final
+    cache_file = final / "CMakeCache.txt"
+    if cache_file.exists():
+        match = re.search(r"^CMAKE_CACHEFILE_DIR:INTERNAL=(.+)$", cache_file.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            configured = Path(match.group(1).strip())
+    if configured != final and configured.exists():
+        raise LlamaBuildError(f"cannot build {target}: {configured} (where {final} was configured) is in the way")
+    _say(progress, f"building {target} into the cached llama.cpp build (log: {logfile})")
+    started = time.perf_counter()
+    if configured != final:
+        os.replace(final, configured)
+    try:
+        _run_logged(["cmake", "--build", str(configured), "--target", target, f"-j{BUILD_JOBS}"], llama, logfile,
+                    f"cmake build of {target}")
+    finally:
+        if configured != final:
+            os.replace(configured, final)
+    log.info("llamacpp.built_target", target=target, seconds=round(time.perf_counter() - started, 1), log=str(logfile))

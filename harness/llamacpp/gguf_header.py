@@ -109,8 +109,19 @@ def gguf_metadata(path: Path | str) -> dict[str, Any]:
         "tensors": n_tensors,
         "context_length": fields.get(f"{arch}.context_length"),
         "has_chat_template": "tokenizer.chat_template" in fields,
+        "vocab_size": _array_length(fields.get("tokenizer.ggml.tokens")),
+        "tokenizer": fields.get("tokenizer.ggml.model"),
         "imatrix": {k.removeprefix("quantize.imatrix."): v for k, v in fields.items() if k.startswith("quantize.imatrix.")},
     }
+
+
+def _array_length(value: Any) -> int | None:
+    """How many entries an array field has (big arrays are read as `<array of N>`)."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, str) and value.startswith("<array of "):
+        return int(value.removeprefix("<array of ").rstrip(">"))
+    return None
 
 
 def _param_label(n: int) -> str:

@@ -1,7 +1,12 @@
-"""The quantization ladder: the packaged gemma-3-270m Q4_K_M GGUF and the rungs requantized from it."""
+"""The quantization ladder: rungs made from a source GGUF with llama-quantize, cached by content.
+
+`make_ladder` is the packaged gemma-3-270m's fixed ladder (the test fixtures'); `quantize_gguf` makes one
+rung of any GGUF, optionally with an importance matrix, under a key of source hash + quant + imatrix hash.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -26,7 +31,7 @@ from harness.llamacpp._common import (
 )
 from harness.llamacpp.binaries import LlamaBinaries, find_llama_binaries
 
-__all__ = ["RungInfo", "assemble_base_model", "make_ladder", "rung_info"]
+__all__ = ["RungInfo", "assemble_base_model", "make_ladder", "rung_info", "quant_bits", "rung_cache_key", "quantize_gguf"]
 
 
 def _models_dir(root: Path) -> Path:
@@ -75,11 +80,23 @@ class RungInfo(BaseModel):
     """The llama.cpp build that made it."""
     seconds: float | None = None
     """How long llama-quantize took."""
+    imatrix_sha256: str | None = None
+    """sha256 of the importance matrix the rung was quantized with; None when made without one."""
+    imatrix_file: str | None = None
+    """That importance matrix's file name."""
 
 
 _BITS = {"F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K_S": 5.5, "Q5_0": 5.5,
          "Q4_K_M": 4.8, "Q4_K_S": 4.6, "Q4_0": 4.5, "Q3_K_L": 4.3, "Q3_K_M": 3.9, "Q3_K_S": 3.5, "Q2_K": 3.0,
          "IQ4_XS": 4.3, "IQ3_M": 3.7, "IQ2_M": 2.7}  # fmt: skip
+
+
+_FLOAT_TYPES = {"F32", "F16", "BF16"}
+
+
+def quant_bits(quant: str | None) -> float | None:
+    """Approximate bits per weight of a GGUF file type (`Q4_K_M` -> 4.8), for ordering by precision."""
+    return _BITS.get((quant or "").upper())
 
 
 def _direction(quant: str, source: str) -> Literal["up", "down", "same"]:
@@ -139,13 +156,14 @@ def make_ladder(
 
 def _quantize(
     base: Path, target: Path, quant: str, source_quant: str, source_sha: str, binaries: LlamaBinaries,
-    progress: Callable[[str], Any] | None,
+    progress: Callable[[str], Any] | None, *, imatrix: Path | None = None, imatrix_sha: str | None = None,
 ) -> None:  # fmt: skip
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     logfile = target.with_name(f"{target.name}.quantize.log")
-    _say(progress, f"quantizing {base.name} -> {quant}")
+    _say(progress, f"quantizing {base.name} -> {quant}" + (f" with imatrix {imatrix.name}" if imatrix else ""))
     started = time.perf_counter()
-    cmd = [str(binaries.quantize), "--allow-requantize", str(base), str(partial), quant]
+    calibration = ["--imatrix", str(imatrix)] if imatrix else []
+    cmd = [str(binaries.quantize), "--allow-requantize", *calibration, str(base), str(partial), quant]
     try:
         with logfile.open("w", encoding="utf-8") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=binaries.env())
@@ -159,12 +177,56 @@ def _quantize(
     seconds = time.perf_counter() - started
     info = RungInfo(
         quant=quant,
-        requantized_from=source_quant,
+        # made from float weights is a quantization, not a requantization
+        requantized_from=None if source_quant.upper() in _FLOAT_TYPES else source_quant,
         source_file=base.name,
         source_sha256=source_sha,
         direction=_direction(quant, source_quant),
         quantize_version=binaries.version,
         seconds=round(seconds, 2),
+        imatrix_sha256=imatrix_sha,
+        imatrix_file=imatrix.name if imatrix else None,
     )
     _write_json_atomic(target.with_name(target.name + ".json"), info.model_dump(mode="json"))
     log.info("llamacpp.quantized", quant=quant, seconds=round(seconds, 2), bytes=target.stat().st_size)
+
+
+def rung_cache_key(source_sha256: str, quant: str, imatrix_sha256: str | None = None) -> str:
+    """The content key of a rung: the same source, quant type and imatrix always give the same file."""
+    text = f"{source_sha256}\n{quant.upper()}\n{imatrix_sha256 or 'none'}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def quantize_gguf(
+    source: Path,
+    quant: str,
+    binaries: LlamaBinaries,
+    *,
+    imatrix: Path | None = None,
+    cache_dir: Path | str | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> Path:
+    """`source` quantized to `quant` (with `imatrix`, when given), made once and cached by content.
+
+    The file lives under `<cache>/rungs/<key>/` with its `RungInfo` sidecar; a second call with the same
+    source bytes, quant and imatrix bytes returns it without running llama-quantize.
+    """
+    source = Path(source)
+    quant = quant.upper()
+    source_sha = _file_sha256(source)
+    imatrix_sha = _file_sha256(Path(imatrix)) if imatrix else None
+    key = rung_cache_key(source_sha, quant, imatrix_sha)
+    folder = cache_root(cache_dir) / "rungs" / key
+    target = folder / f"{source.stem}-{quant}.gguf"
+    info = rung_info(target)
+    if target.exists() and info is not None:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with _file_lock(folder / ".lock", f"quantizing {quant}", progress):
+        if not (target.exists() and rung_info(target) is not None):
+            from harness.llamacpp.gguf_header import gguf_metadata
+
+            source_quant = gguf_metadata(source)["file_type"] or "unknown"
+            _quantize(source, target, quant, source_quant, source_sha, binaries, progress,
+                      imatrix=Path(imatrix) if imatrix else None, imatrix_sha=imatrix_sha)
+    return target

@@ -57,6 +57,10 @@ def llama_provenance(server_url: str, model_path: Path | str, binaries: LlamaBin
     extra: dict[str, Any] = {"gguf": meta, "model_ftype": props.get("model_ftype"), "total_slots": props.get("total_slots")}
     if binaries is not None:
         extra["binaries"] = {"built_from": binaries.built_from, "server": str(binaries.server), "source": binaries.source}
+    if info is not None:
+        extra["made_from"] = {"file": info.source_file, "sha256": info.source_sha256, "quant": info.quant}
+        if info.imatrix_sha256:
+            extra["imatrix_sha256"] = info.imatrix_sha256
     if info is not None and info.requantized_from:
         extra["requantized_from"] = info.requantized_from
         extra["requantized_direction"] = info.direction

@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -162,6 +163,35 @@ class LlamaServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def memory(self) -> dict[str, int]:
+        """The server process's resident memory now and at its peak, from `/proc/<pid>/status` (Linux).
+
+        `rss_bytes` (VmRSS) and `peak_rss_bytes` (VmHWM); empty when the process is gone or not on Linux.
+        The mapped model file counts once its pages are touched, as it does against the machine's memory.
+        """
+        if self._proc is None:
+            return {}
+        try:
+            status = Path(f"/proc/{self._proc.pid}/status").read_text()
+        except OSError:
+            return {}
+        out: dict[str, int] = {}
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            name = {"VmRSS": "rss_bytes", "VmHWM": "peak_rss_bytes"}.get(key)
+            if name and value.strip().endswith("kB"):
+                out[name] = int(value.split()[0]) * 1024
+        return out
+
+    def reported_memory(self) -> dict[str, int]:
+        """What llama-server's log says it allocated: model, KV cache and compute buffers, in bytes, summed per kind."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path and self.log_path.exists() else ""
+        sizes: dict[str, float] = {}
+        for kind, mib in re.findall(r"\b(model|KV|compute) buffer size\s*=\s*([\d.]+) MiB", text):
+            name = {"model": "model_buffer_bytes", "KV": "kv_buffer_bytes", "compute": "compute_buffer_bytes"}[kind]
+            sizes[name] = sizes.get(name, 0.0) + float(mib) * 2**20
+        return {k: int(v) for k, v in sizes.items()}
 
     def command(self) -> list[str]:
         """The llama-server command line (port as currently chosen)."""
