@@ -1,4 +1,4 @@
-"""The `harness` command: run, compare, demo, validate, list, selfcheck, report, import, schema.
+"""The `harness` command: run, compare, audit, demo, validate, list, selfcheck, report, import, schema.
 
 User errors (bad scenario files, unreachable servers, unknown models) end with one paragraph that
 says what and where, and a distinct exit code; never a traceback.
@@ -602,7 +602,118 @@ def _redact_files(paths: Any) -> None:
             path.write_text(clean, encoding="utf-8")
 
 
-# -- demo ----------------------------------------------------------------------------------------
+# -- audit / demo --------------------------------------------------------------------------------
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@main.command()
+@click.argument("args", nargs=-1, type=click.Path(), metavar="[SOURCE]... [SCENARIOS]...")
+@click.option("--quants", help="Rungs to make from a GGUF source (default Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K below "
+              "its precision; the embedded ladder: Q8_0,Q4_K_M,Q3_K_M,Q2_K); Ollama: tags to add (with --pull).")
+@click.option("--reference", help="Reference build (default: the GGUF source, or the most precise build).")
+@click.option("--imatrix", type=click.Path(dir_okay=False), help="Quantize with this importance matrix.")
+@click.option("--calibrate", help="Compute an importance matrix with llama-imatrix on this text file "
+              "(`scenarios`: the scenarios' own prompts) and quantize with it.")
+@click.option("--kv-cache", "kv_cache", help="KV-cache types, each rung x type a build, e.g. f16,q8_0,q4_0.")
+@click.option("--ctx", help="Context sizes, each rung x size a build, e.g. 4096,8192.")
+@click.option("--gpu-layers", help="llama-server --gpu-layers (a number, auto or all).")
+@click.option("--server-arg", "server_args", multiple=True, help="Extra llama-server argument (repeatable), e.g. --server-arg=--mlock.")
+@click.option("--threads", type=int, help="llama-server threads (default: the cores, at most 8).")
+@click.option("--pull", is_flag=True, help="Ollama: pull the tags --quants names that are missing.")
+@click.option("--ollama-host", default="http://localhost:11434", show_default=True, envvar="OLLAMA_HOST")
+@click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (default with no source: smoke).")
+@click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable).")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1, 100), help="Epochs (2+ gives a noise floor).")
+@click.option("--tolerance", default=5.0, show_default=True, type=float, help="Allowed drop in pass-rate points versus the reference.")
+@click.option("--critical", multiple=True, help="Stratum that must stay within tolerance (repeatable; default: all).")
+@click.option("--max-tokens", default=256, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/audit-<id>).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted audit in this folder.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True, help="Probe each build's server first.")
+@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option("--json", "json_out", is_flag=True, help="Print the audit report as JSON.")
+@click.option("-v", "--verbose", is_flag=True)
+def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imatrix: str | None, calibrate: str | None,
+          kv_cache: str | None, ctx: str | None, gpu_layers: str | None, server_args: tuple[str, ...], threads: int | None,
+          pull: bool, ollama_host: str, tags: tuple[str, ...], ids: tuple[str, ...], epochs: int, tolerance: float,
+          critical: tuple[str, ...], max_tokens: int, seed: int, out_dir: str | None, resume_dir: str | None,
+          preflight: bool, timeout: float, json_out: bool, verbose: bool) -> None:
+    """Audit a model's quants: make and serve each build, find where tool calling breaks, with cost beside accuracy.
+
+    SOURCE is a high-precision GGUF (the ladder is made from it), several GGUFs or a folder of them (audited
+    as they are), or ollama:MODEL (its local tags); with no SOURCE, the embedded gemma-3-270m ladder.
+    """
+    import asyncio
+
+    from harness import audit as au
+    from harness import llamacpp
+    from harness.logs import configure_logging
+    from harness.records import RunConfig, Sampling
+    from harness.runner import make_progress, new_run_id, scenario_set_hash
+
+    console = _console(json_out)
+    sources, paths = au.split_arguments(args)
+    if not sources and not tags and not ids:
+        tags = ("smoke",)
+    scenarios = _load(tuple(paths), tags, ids)
+    try:
+        contexts = [int(c) for c in _csv(ctx)]
+    except ValueError:
+        raise HarnessError(f"--ctx {ctx!r}: expected comma-separated integers, e.g. 4096,8192") from None
+    run_dir = Path(resume_dir or out_dir or Path("runs") / f"audit-{new_run_id()}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(run_dir / "log.jsonl", verbose=verbose)
+    try:
+        plan = au.resolve_source(sources, quants=_csv(quants) if quants is not None else None, reference=reference,
+                                 kv_cache=_csv(kv_cache), ctx=contexts, pull=pull, ollama_host=ollama_host,
+                                 progress=console.print)
+    except au.AuditError as exc:
+        raise HarnessError(str(exc)) from None
+    config = RunConfig(
+        scenario_paths=list(paths) or _default_scenarios(), scenario_set_hash=scenario_set_hash(scenarios),
+        scenario_ids=[s.id for s in scenarios], tags=list(tags), epochs=epochs,
+        sampling=Sampling(max_tokens=max_tokens, seed=seed), reference=plan.reference, tolerance=tolerance,
+        critical_strata=list(critical), harness_version=__version__,
+    )
+    console.print(f"[bold]audit[/] {plan.source}: {len(plan.builds)} builds x {len(scenarios)} scenarios x {epochs} "
+                  f"epoch(s) -> {run_dir}")
+
+    def probe(target: Target, prov: Provenance) -> None:
+        asyncio.run(_check_and_probe([target], {target.name: prov}, scenarios, config, False, timeout, console))
+
+    with make_progress(console, disable=json_out) as progress:
+        try:
+            report = au.run_audit(plan, scenarios, config, run_dir, imatrix=imatrix, calibrate=calibrate,
+                                  gpu_layers=gpu_layers, server_args=list(server_args), threads=threads,
+                                  timeout_s=timeout, preflight=probe if preflight else None, progress=progress,
+                                  say=console.print)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted.[/] Finished builds and runs are in {run_dir}; "
+                          f"continue with the same command plus --resume {run_dir}")
+            sys.exit(ExitCode.INTERRUPTED)
+        except au.AuditError as exc:
+            raise HarnessError(str(exc)) from None
+        except llamacpp.LlamaError as exc:
+            raise HarnessError(str(exc), ExitCode.INFRA) from None
+    written = au.write_audit(report, run_dir)
+    if report.comparison is not None:
+        from harness import report as reports
+        from harness.records import read_results
+
+        written.update(reports.write_reports(read_results(run_dir / "results.jsonl"), report.comparison, run_dir))
+    if json_out:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        au.print_audit(report, console)
+        for line in (report.comparison.disclosure.confounds if report.comparison else []):
+            console.print(f"[bold yellow]confound:[/] {line.message}", highlight=False)
+        console.print(f"\naudit:   {written['audit.md']}" + (f"\nplot:    {written['audit.png']}" if "audit.png" in written else "")
+                      + (f"\nreport:  {written['report.html']}" if "report.html" in written else ""))
+    sys.exit(int(ExitCode.OK) if any(b.status == "done" for b in report.builds) else int(ExitCode.INFRA))
 
 
 @main.command()
@@ -611,63 +722,18 @@ def _redact_files(paths: Any) -> None:
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(1, 20), help="Epochs (2+ gives a noise floor).")
 @click.option("--tolerance", default=5.0, show_default=True, type=float)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports.")
-@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--json", "json_out", is_flag=True, help="Print the audit report as JSON.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True, help="Probe each rung's server first (tools in prompt, tool_choice).")
 @click.option("-v", "--verbose", is_flag=True)
-def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None, json_out: bool,
-         preflight: bool, verbose: bool) -> None:
-    """The embedded default: build the local llama.cpp ladder of gemma-3-270m and audit it. No set-up."""
-    import asyncio
-
-    from harness import llamacpp
-    from harness.logs import configure_logging
-    from harness.records import RunConfig, Sampling, Target
-    from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
-
-    console = _console(json_out)
-    rungs = [q.strip().upper() for q in quants.split(",") if q.strip()]
+@click.pass_context
+def demo(ctx: click.Context, quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_dir: str | None,
+         json_out: bool, preflight: bool, verbose: bool) -> None:
+    """The embedded default: `harness audit` with no source (the gemma-3-270m ladder). No set-up."""
+    rungs = _csv(quants)
     if len(rungs) < 2:
         raise HarnessError("--quants needs at least two rungs: the reference first")
-    scenarios = _load((), tags, ())
-    run_dir = Path(out_dir or Path("runs") / f"demo-{new_run_id()}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    configure_logging(run_dir / "log.jsonl", verbose=verbose)
-    try:
-        console.print("[bold]1/3[/] llama.cpp binaries and the model ladder (cached after the first time)")
-        binaries = llamacpp.find_llama_binaries(progress=console.print)
-        base = llamacpp.assemble_base_model()
-        ladder = llamacpp.make_ladder(base, quants=tuple(rungs), binaries=binaries)
-    except llamacpp.LlamaError as exc:
-        raise HarnessError(str(exc), ExitCode.INFRA) from None
-    config = RunConfig(
-        scenario_paths=_default_scenarios(), scenario_set_hash=scenario_set_hash(scenarios),
-        scenario_ids=[s.id for s in scenarios], tags=list(tags), epochs=epochs, sampling=Sampling(max_tokens=256),
-        reference=rungs[0], tolerance=tolerance, harness_version=__version__,
-    )
-    console.print(f"[bold]2/3[/] {len(scenarios)} scenarios x {len(rungs)} rungs x {epochs} epochs -> {run_dir}")
-    results = None
-    with make_progress(console, disable=json_out) as progress:
-        for rung in rungs:
-            try:
-                with llamacpp.LlamaServer(ladder[rung], binaries=binaries, alias=f"gemma-3-270m-{rung.lower()}") as server:
-                    target = Target(name=rung, base_url=server.base_url, model=server.model)
-                    prov = llamacpp.llama_provenance(server.url, ladder[rung], binaries)
-                    if preflight:
-                        asyncio.run(_check_and_probe([target], {rung: prov}, scenarios, config, False, 300.0, console))
-                    results = _run_quietly(
-                        run_suite(scenarios, [target], out=run_dir / "results.jsonl", config=config,
-                                  provenance={rung: prov}, progress=progress)
-                    )
-            except KeyboardInterrupt:
-                console.print(f"[yellow]interrupted.[/] Finished runs are in {run_dir / 'results.jsonl'}; "
-                              f"`harness report {run_dir / 'results.jsonl'} --reference {rungs[0]}` reports on them.")
-                sys.exit(ExitCode.INTERRUPTED)
-            except llamacpp.LlamaError as exc:
-                raise HarnessError(str(exc), ExitCode.INFRA) from None
-    console.print("[bold]3/3[/] comparing against the reference")
-    code = _finish(results, run_dir, console, reference=rungs[0], tolerance=tolerance, critical=[], baseline=None,
-                   max_drop=0, junit=None, html=None, markdown=None, json_out=json_out)
-    sys.exit(code)
+    ctx.invoke(audit, args=(), quants=quants, reference=rungs[0].upper(), tags=tags, epochs=epochs, tolerance=tolerance,
+               out_dir=out_dir, json_out=json_out, preflight=preflight, verbose=verbose)
 
 
 # -- files ---------------------------------------------------------------------------------------

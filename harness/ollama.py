@@ -29,6 +29,7 @@ __all__ = [
     "normalise_host",
     "tag_labels",
     "ollama_provenance",
+    "model_tags",
     "resolve_ollama_targets",
 ]
 
@@ -283,6 +284,22 @@ def ollama_provenance(tag: str, host: str = DEFAULT_HOST) -> Provenance:
         return prov
     finally:
         api.close()
+
+
+def model_tags(model: str, host: str = DEFAULT_HOST) -> list[str]:
+    """The local tags of one model: `qwen2.5:7b` -> `qwen2.5:7b`, `qwen2.5:7b-instruct-q4_K_M`, ...; `qwen2.5` -> all of it."""
+    name, _, variant = model.partition(":")
+    api = _Ollama(normalise_host(host))
+    try:
+        local = api.list()
+    finally:
+        api.close()
+    found = []
+    for tag in local:
+        tag_name, _, tag_variant = tag.partition(":")
+        if tag_name == name and (not variant or tag_variant == variant or tag_variant.startswith(variant + "-")):
+            found.append(tag)
+    return sorted(found)
 
 
 def resolve_ollama_targets(
