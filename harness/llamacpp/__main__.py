@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from harness.llamacpp._common import DEFAULT_QUANTS, MODEL_STEM, SOURCE_QUANT, LlamaError
-from harness.llamacpp.binaries import find_llama_binaries
+from harness.llamacpp.binaries import find_llama_binaries, find_llama_imatrix
 from harness.llamacpp.ladder import assemble_base_model, make_ladder, rung_info
 from harness.llamacpp.server import LlamaServer
 
@@ -20,6 +20,9 @@ def _prepare(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         binaries = find_llama_binaries(args.cache_dir, build=not args.no_build, progress=print)
+        if not args.no_build and binaries.built_from != "path":
+            # builds cached before llama-imatrix joined the targets get it now, not in the middle of an audit
+            binaries = binaries.model_copy(update={"imatrix": find_llama_imatrix(binaries, args.cache_dir, progress=print)})
         t1 = time.perf_counter()
         base = assemble_base_model(args.cache_dir)
         t2 = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.llamacpp._common import (
     DEFAULT_QUANTS,
-    MODEL_STEM,
     SOURCE_QUANT,
     LlamaBuildError,
     _file_lock,
@@ -31,7 +31,7 @@ from harness.llamacpp._common import (
 )
 from harness.llamacpp.binaries import LlamaBinaries, find_llama_binaries
 
-__all__ = ["RungInfo", "assemble_base_model", "make_ladder", "rung_info", "quant_bits", "rung_cache_key", "quantize_gguf"]
+__all__ = ["RungInfo", "assemble_base_model", "make_ladder", "rung_info", "quant_bits", "model_stem", "rung_cache_key", "quantize_gguf"]
 
 
 def _models_dir(root: Path) -> Path:
@@ -125,32 +125,17 @@ def make_ladder(
     source_quant: str = SOURCE_QUANT,
     progress: Callable[[str], Any] | None = None,
 ) -> dict[str, Path]:
-    """One GGUF per quant, made from `base` with `llama-quantize --allow-requantize` (cached next to `base`).
+    """One GGUF per quant, made from `base` with `quantize_gguf` (so cached by content, as the audit's rungs).
 
     The rung equal to the source's own type is `base` itself. The others are requantized from it,
     which each rung's sidecar records (`RungInfo.requantized_from`) for the disclosure.
     """
     base = Path(base)
     binaries = binaries or find_llama_binaries(progress=progress)
-    source_sha = None
     ladder: dict[str, Path] = {}
     for raw in quants:
         quant = raw.upper()
-        if quant == source_quant.upper():
-            ladder[quant] = base
-            continue
-        target = base.with_name(f"{MODEL_STEM}-{quant}.gguf")
-        info = rung_info(target)
-        if source_sha is None:
-            source_sha = _file_sha256(base)
-        if target.exists() and info is not None and info.source_sha256 == source_sha:
-            ladder[quant] = target
-            continue
-        with _file_lock(base.parent / ".ladder.lock", f"quantizing {quant}", progress):
-            info = rung_info(target)
-            if not (target.exists() and info is not None and info.source_sha256 == source_sha):
-                _quantize(base, target, quant, source_quant, source_sha, binaries, progress)
-        ladder[quant] = target
+        ladder[quant] = base if quant == source_quant.upper() else quantize_gguf(base, quant, binaries, progress=progress)
     return ladder
 
 
@@ -191,6 +176,12 @@ def _quantize(
     log.info("llamacpp.quantized", quant=quant, seconds=round(seconds, 2), bytes=target.stat().st_size)
 
 
+def model_stem(path: Path | str) -> str:
+    """A GGUF's name without its file type: `gemma-3-270m-q4_k_m.gguf` -> `gemma-3-270m`."""
+    stem = Path(path).stem
+    return re.sub(r"[-_.](?:i?q\d\w*|f16|bf16|f32)$", "", stem, flags=re.IGNORECASE) or stem
+
+
 def rung_cache_key(source_sha256: str, quant: str, imatrix_sha256: str | None = None) -> str:
     """The content key of a rung: the same source, quant type and imatrix always give the same file."""
     text = f"{source_sha256}\n{quant.upper()}\n{imatrix_sha256 or 'none'}"
@@ -217,7 +208,7 @@ def quantize_gguf(
     imatrix_sha = _file_sha256(Path(imatrix)) if imatrix else None
     key = rung_cache_key(source_sha, quant, imatrix_sha)
     folder = cache_root(cache_dir) / "rungs" / key
-    target = folder / f"{source.stem}-{quant}.gguf"
+    target = folder / f"{model_stem(source)}-{quant}.gguf"
     info = rung_info(target)
     if target.exists() and info is not None:
         return target
