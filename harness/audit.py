@@ -233,6 +233,9 @@ class AuditReport(_Model):
     """From the comparison engine: the smallest build within tolerance, with the honest-verdict rules."""
     breaks: list[StratumBreak] = Field(default_factory=list)
     rows: list[AuditRow] = Field(default_factory=list)
+    confounds: list[str] = Field(default_factory=list)
+    """Differences between builds other than the audited axes (the engine's confounds, less the KV cache, context
+    and same-file differences the audit made on purpose)."""
     tolerance: float = 5.0
     run_dir: str | None = None
     plot: str | None = None
@@ -811,6 +814,15 @@ def _breaks(plan: AuditPlan, comparison: Comparison, tolerance: float) -> list[S
     return out
 
 
+def _confounds(plan: AuditPlan, comparison: Comparison) -> list[str]:
+    axes = set()
+    if len({b.kv_cache for b in plan.builds}) > 1:
+        axes |= {"kv_cache_dtype", "digest"}  # one file on several caches is the point, not "the same build"
+    if len({b.ctx for b in plan.builds}) > 1:
+        axes |= {"context_length", "digest"}
+    return [c.message for c in comparison.disclosure.confounds if c.field not in axes]
+
+
 def audit_report(plan: AuditPlan, builds: dict[str, BuildResult], results: Results, *, tolerance: float = 5.0,
                  critical_strata: list[str] | None = None) -> AuditReport:
     """The verdict (from `compare_runs`), where each stratum breaks, and the cost-beside-accuracy table."""
@@ -850,7 +862,8 @@ def audit_report(plan: AuditPlan, builds: dict[str, BuildResult], results: Resul
             passes=judged.get(spec.name), overall=overall, cost=cost,
         ))
     report = AuditReport(plan=plan, builds=[builds[b.name] for b in plan.builds if b.name in builds], verdict=verdict,
-                         breaks=_breaks(plan, comparison, tolerance) if comparison else [], rows=rows, tolerance=tolerance)
+                         breaks=_breaks(plan, comparison, tolerance) if comparison else [], rows=rows, tolerance=tolerance,
+                         confounds=_confounds(plan, comparison) if comparison else [])
     report._comparison = comparison
     return report
 
@@ -917,6 +930,8 @@ def to_markdown(report: AuditReport) -> str:
     lines.append(f"**Calibration:** {report.plan.calibration.label()}")
     if report.plan.flash_attn:
         lines.append("**Flash attention:** on for every build (a quantized V cache needs it)")
+    for line in report.confounds:
+        lines.append(f"- confound: {line}")
     for note in report.plan.notes:
         lines.append(f"- note: {note}")
     for b in report.builds:
@@ -998,6 +1013,8 @@ def print_audit(report: AuditReport, console: Any) -> None:
             where = f" [{b.series}]" if b.series else ""
             console.print(Text(f"  {b.stratum}{where} first breaks at {b.build} ({b.delta_pts:+.1f} pts)"))
     console.print(Text(f"calibration: {report.plan.calibration.label()}"))
+    for line in report.confounds:
+        console.print(Text("confound: ", style="bold yellow") + Text(line))
     for note in report.plan.notes:
         console.print(Text(f"note: {note}", style="dim"))
     for b in report.builds:

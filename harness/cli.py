@@ -709,8 +709,6 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         click.echo(report.model_dump_json(indent=2))
     else:
         au.print_audit(report, console)
-        for line in (report.comparison.disclosure.confounds if report.comparison else []):
-            console.print(f"[bold yellow]confound:[/] {line.message}", highlight=False)
         console.print(f"\naudit:   {written['audit.md']}" + (f"\nplot:    {written['audit.png']}" if "audit.png" in written else "")
                       + (f"\nreport:  {written['report.html']}" if "report.html" in written else ""))
     sys.exit(int(ExitCode.OK) if any(b.status == "done" for b in report.builds) else int(ExitCode.INFRA))

@@ -324,6 +324,21 @@ def test_an_ollama_audit_runs_every_tag_through_the_cli_and_records_memory(tmp_p
         assert (out / "audit.md").exists() and (out / "report.html").exists()
 
 
+def test_the_audited_axes_are_not_confounds_but_a_calibration_difference_is():
+    names = ["Q8_0 kv=f16", "Q8_0 kv=q8_0", "Q4_K_M kv=f16"]
+    plan = audit.AuditPlan(source="m.gguf", kind="gguf", reference=names[0], builds=[
+        audit.BuildSpec(name=n, quant=n.split()[0], origin="source" if n.startswith("Q8") else "quantize",
+                        kv_cache=n.split("=")[1], calibrated=n.startswith("Q4")) for n in names])
+    provenance = {n: Provenance(server="llama.cpp", digest="d-" + n.split()[0], file_size_bytes=100 if n.startswith("Q4") else 200,
+                                imatrix="imatrix sha256:abc" if n.startswith("Q4") else "none",
+                                extra={"kv_cache_dtype": n.split("=")[1]}) for n in names}
+    results = f.results([f.record(n, "s0", epoch=e) for n in names for e in range(2)], provenance=provenance)
+    report = audit.audit_report(plan, {n: audit.BuildResult(name=n, status="done") for n in names}, results)
+    assert any("imatrix calibration data differs" in c for c in report.confounds)
+    assert not any("same build" in c or "KV cache" in c for c in report.confounds)
+    assert "confound: imatrix calibration data differs" in audit.to_markdown(report)
+
+
 # -- integration: `harness audit` on the real embedded model, served by real llama-servers -------
 
 SCENARIO_IDS = ("smoke-email-select", "smoke-weather-then-email")
