@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from harness import llamacpp
-from harness.llamacpp.binaries import _llama_dir
+from harness.llamacpp.binaries import LlamaBinaries, _llama_dir
 from harness.loop import build_toolset, few_shot_messages
 from harness.scenario import load_scenario_file
 
@@ -230,6 +230,34 @@ def test_gguf_metadata_rejects_a_file_that_is_not_gguf(tmp_path: Path):
     bad.write_bytes(b"not a gguf at all")
     with pytest.raises(llamacpp.LlamaError, match="not a GGUF"):
         llamacpp.gguf_metadata(bad)
+
+
+def test_server_memory_is_read_from_proc_and_its_own_log(tmp_path: Path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    fake = LlamaBinaries(server=Path("/bin/true"), quantize=Path("/bin/true"), built_from="path")
+    server = llamacpp.LlamaServer(model, fake, chat_template=model, log_dir=tmp_path)
+    assert server.memory() == {}  # not started
+    server.log_path = tmp_path / "server.log"
+    server.log_path.write_text(
+        "load_tensors:   CPU_Mapped model buffer size =   241.05 MiB\n"
+        "load_tensors:   CPU_REPACK model buffer size =    10.00 MiB\n"
+        "llama_kv_cache:        CPU KV buffer size =    26.00 MiB\n"
+        "sched_reserve:        CPU compute buffer size =   514.25 MiB\n"
+    )
+    assert server.reported_memory() == {"model_buffer_bytes": int(251.05 * 2**20), "kv_buffer_bytes": 26 * 2**20,
+                                        "compute_buffer_bytes": int(514.25 * 2**20)}
+    # a real process: /proc gives its resident and peak memory
+    server._proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(50_000_000); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while server.memory().get("rss_bytes", 0) < 50_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mem = server.memory()
+        assert mem["rss_bytes"] >= 50_000_000 and mem["peak_rss_bytes"] >= mem["rss_bytes"]
+    finally:
+        server._proc.kill()
+        server._proc.wait()
 
 
 # -- integration: the ladder and real servers ---------------------------------------------------
