@@ -125,7 +125,7 @@ def test_kv_cache_types_and_contexts_make_every_rung_a_build(tmp_path: Path):
     assert plan.reference == "Q8_0 kv=f16"
     assert all(b.ctx == 2048 for b in plan.builds)
     assert plan.flash_attn  # a quantized V cache needs flash attention: on for all, so only the cache differs
-    flags = audit._server_flags(plan.builds[1], plan, "all", ["--mlock"])
+    flags = audit.server_flags(plan.builds[1], plan, "all", ["--mlock"])
     assert flags == ["--cache-type-k", "q8_0", "--cache-type-v", "q8_0", "--flash-attn", "on", "--gpu-layers", "all", "--mlock"]
 
 
