@@ -657,8 +657,8 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
 
     console = _console(json_out)
     sources, paths = au.split_arguments(args)
-    if not sources and not tags and not ids:
-        tags = ("smoke",)
+    if not sources and not paths and not tags and not ids:
+        tags = ("smoke",)  # the embedded model is a small base model: the few-shot smoke subset suits it
     scenarios = _load(tuple(paths), tags, ids)
     try:
         contexts = [int(c) for c in _csv(ctx)]
