@@ -255,35 +255,35 @@ def test_builds_that_cannot_be_made_or_served_are_reported_and_the_audit_goes_on
 # -- the answer from results --------------------------------------------------------------------
 
 
-def _ladder_results(tmp_path: Path):
-    """Reference and three rungs on 4 scenarios x 2 strata: Q6_K holds, Q4_K_M loses context, Q2_K loses all."""
+def _ladder_results(tmp_path: Path, per_stratum: int = 12):
+    """Reference and three rungs on 2 strata: Q6_K holds, Q4_K_M loses context, Q2_K loses all."""
     plan = audit.AuditPlan(source="m.gguf", kind="gguf", reference="F16", builds=[
         audit.BuildSpec(name=n, quant=n, origin="source" if n == "F16" else "quantize", gguf="m.gguf")
         for n in ("F16", "Q6_K", "Q4_K_M", "Q2_K")])
-    grades = {"F16": "ok ok ok ok", "Q6_K": "ok ok ok ok", "Q4_K_M": "ok ok fail fail", "Q2_K": "fail fail fail fail"}
+    fails = {"F16": set(), "Q6_K": set(), "Q4_K_M": {"context_retention"}, "Q2_K": {"context_retention", "tool_selection"}}
     records, provenance = [], {}
-    for size, (name, grade) in zip((400, 300, 200, 100), grades.items()):
-        for i, g in enumerate(grade.split()):
-            stratum = "tool_selection" if i < 2 else "context_retention"
-            for epoch in range(2):
-                records.append(f.record(name, f"s{i}", steps="ok" if g == "ok" else "context_lost", strata=[stratum],
-                                        epoch=epoch, tokens_per_s=50.0 + size / 10))
+    for size, (name, broken) in zip((400, 300, 200, 100), fails.items()):
+        for stratum in ("tool_selection", "context_retention"):
+            for i in range(per_stratum):
+                for epoch in range(2):
+                    records.append(f.record(name, f"{stratum}-{i}", steps="context_lost" if stratum in broken else "ok",
+                                            strata=[stratum], epoch=epoch, tokens_per_s=50.0 + size / 10))
         provenance[name] = Provenance(server="llama.cpp", file_size_bytes=size * 1_000_000, quantization=name)
     results = f.results(records, provenance=provenance)
     builds = {n: audit.BuildResult(name=n, status="done", cost=audit.BuildCost(file_size_bytes=s * 1_000_000, rss_bytes=s * 2_000_000))
-              for n, s in zip(grades, (400, 300, 200, 100))}
+              for n, s in zip(fails, (400, 300, 200, 100))}
     return plan, builds, results
 
 
 def test_the_report_names_the_verdict_and_where_each_stratum_first_breaks(tmp_path: Path):
     plan, builds, results = _ladder_results(tmp_path)
-    report = audit.audit_report(plan, builds, results, tolerance=5.0)
+    report = audit.audit_report(plan, builds, results, tolerance=30.0)
     assert report.verdict is not None and report.verdict.chosen == "Q6_K"
     breaks = {b.stratum: b.build for b in report.breaks}
     assert breaks == {"overall": "Q4_K_M", "context_retention": "Q4_K_M", "tool_selection": "Q2_K"}
     rows = {r.build: r for r in report.rows}
     assert rows["F16"].is_reference and rows["Q6_K"].chosen and rows["Q2_K"].passes is False
-    assert rows["Q2_K"].overall.rate == 0.0 and rows["F16"].overall.n == 8
+    assert rows["Q2_K"].overall.rate == 0.0 and rows["F16"].overall.n == 48
     assert rows["Q2_K"].cost.gen_tok_s == 60.0 and rows["Q2_K"].cost.rss_bytes == 200_000_000
     cells = {c[0]: c for c in audit.table_rows(report)}
     assert cells["Q6_K"][-1] == "chosen" and cells["Q2_K"][-1] == "beyond" and cells["Q2_K"][2] == "100.0"
@@ -291,7 +291,7 @@ def test_the_report_names_the_verdict_and_where_each_stratum_first_breaks(tmp_pa
 
 def test_the_plot_and_markdown_are_written_beside_the_state(tmp_path: Path):
     plan, builds, results = _ladder_results(tmp_path)
-    report = audit.audit_report(plan, builds, results, tolerance=5.0)
+    report = audit.audit_report(plan, builds, results, tolerance=30.0)
     written = audit.write_audit(report, tmp_path / "run")
     assert written["audit.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = written["audit.md"].read_text()
