@@ -355,7 +355,8 @@ def _harness(*args: str) -> subprocess.CompletedProcess:
 def _audit_args(out: Path, *extra: str) -> list[str]:
     ids = [a for sid in SCENARIO_IDS for a in ("--id", sid)]
     return ["audit", str(llamacpp.assemble_base_model()), str(ROOT / "scenarios"), *ids, "--quants", "Q3_K_M",
-            "--calibrate", "scenarios", "--kv-cache", "f16,q8_0", "--epochs", "1", "--out", str(out), *extra]
+            "--calibrate", "scenarios", "--kv-cache", "f16,q8_0", "--epochs", "1", "--threads", "1", "--out", str(out),
+            *extra]  # one server thread: on a busy 2-core machine two threads spin on each other (10x slower)
 
 
 @pytest.fixture(scope="module")
