@@ -116,7 +116,8 @@ def run_audit(
     if (imatrix or calibrate) and not any(b.origin == "quantize" for b in plan.builds):
         raise AuditError("--imatrix and --calibrate apply to rungs the audit quantizes, and this audit quantizes none")
     if imatrix or calibrate:
-        plan.calibration, imatrix_path = resolve_calibration(imatrix, calibrate, plan, scenarios, binaries, say)
+        plan.calibration, imatrix_path = resolve_calibration(imatrix, calibrate, plan, scenarios, binaries, say,
+                                                                 threads=threads)
         for b in plan.builds:
             b.calibrated = b.origin == "quantize"
     states: dict[str, BuildResult] = {}

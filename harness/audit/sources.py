@@ -264,7 +264,7 @@ def calibration_text(scenarios: list[Scenario], out: Path) -> Path:
 
 
 def resolve_calibration(imatrix: str | None, calibrate: str | None, plan: AuditPlan, scenarios: list[Scenario],
-                        binaries: Any, progress: Callable[[str], Any] | None) -> tuple[Calibration, Path | None]:
+                        binaries: Any, progress: Callable[[str], Any] | None, *, threads: int | None = None) -> tuple[Calibration, Path | None]:
     """The calibration the quantized rungs are made with: a given matrix, one computed on a text, or none."""
     from harness.llamacpp._common import _file_sha256, cache_root
     from harness.llamacpp.calibration import compute_imatrix
@@ -290,6 +290,6 @@ def resolve_calibration(imatrix: str | None, calibrate: str | None, plan: AuditP
     source = next((Path(b.gguf) for b in plan.builds if b.origin == "source" and b.gguf), None)
     if source is None:
         raise AuditError("--calibrate needs a GGUF source to quantize from (not several files or Ollama tags)")
-    path = compute_imatrix(source, text, binaries, progress=progress)
+    path = compute_imatrix(source, text, binaries, threads=threads, progress=progress)
     return Calibration(kind="computed", text=calibrate, text_sha256=_file_sha256(text), text_bytes=text.stat().st_size,
                        imatrix_file=str(path), imatrix_sha256=_file_sha256(path), imatrix_bytes=path.stat().st_size), path
