@@ -190,6 +190,7 @@ def _run_llama_build(spec: BuildSpec, plan: AuditPlan, scenarios: list[Scenario]
         target = Target(name=spec.name, base_url=server.base_url, model=server.model)
         prov = llamacpp.llama_provenance(server.url, path, binaries)
         _annotate(prov, spec, plan)
+        prov.extra["server_flags"] = flags
         if not _probed(preflight, target, prov, state, say):
             return
         mem = server.memory()
