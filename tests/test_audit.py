@@ -283,10 +283,19 @@ def test_the_report_names_the_verdict_and_where_each_stratum_first_breaks(tmp_pa
     assert breaks == {"overall": "Q4_K_M", "context_retention": "Q4_K_M", "tool_selection": "Q2_K"}
     rows = {r.build: r for r in report.rows}
     assert rows["F16"].is_reference and rows["Q6_K"].chosen and rows["Q2_K"].passes is False
+    assert rows["Q2_K"].claim == "beyond" and rows["Q6_K"].claim == "within"
     assert rows["Q2_K"].overall.rate == 0.0 and rows["F16"].overall.n == 48
     assert rows["Q2_K"].cost.gen_tok_s == 60.0 and rows["Q2_K"].cost.rss_bytes == 200_000_000
     cells = {c[0]: c for c in audit.table_rows(report)}
     assert cells["Q6_K"][-1] == "chosen" and cells["Q2_K"][-1] == "beyond" and cells["Q2_K"][2] == "100.0"
+
+
+def test_a_build_the_evidence_cannot_decide_is_marked_undecided_not_beyond(tmp_path: Path):
+    # two scenarios a stratum: even a build identical to the reference cannot be shown within 5 pts
+    plan, builds, results = _ladder_results(tmp_path, per_stratum=2)
+    report = audit.audit_report(plan, builds, results, tolerance=5.0)
+    cells = {c[0]: c[-1] for c in audit.table_rows(report)}
+    assert report.verdict.chosen is None and cells["Q6_K"] == "undecided"
 
 
 def test_the_plot_and_markdown_are_written_beside_the_state(tmp_path: Path):

@@ -173,7 +173,9 @@ class AuditRow(_Model):
     chosen: bool = False
     """The verdict's smallest build within tolerance."""
     passes: bool | None = None
-    """Within tolerance of the reference (None for the reference and builds with no runs)."""
+    """Decisively within tolerance of the reference (None for the reference and builds with no runs)."""
+    claim: str | None = None
+    """The engine's status for the build: `within`, `beyond` or `undecided` (the interval straddles the line)."""
     overall: Rate | None = None
     """Pass rate with its Wilson 95% interval."""
     cost: BuildCost = Field(default_factory=BuildCost)

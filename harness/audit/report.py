@@ -90,6 +90,7 @@ def audit_report(plan: AuditPlan, builds: dict[str, BuildResult], results: Resul
     summaries = {t.name: t for t in comparison.targets} if comparison else {}
     verdict = comparison.verdict if comparison else None
     judged = {b.target: b.passes for b in verdict.builds} if verdict else {}
+    claims = {b.target: getattr(b, "status", None) or ("within" if b.passes else "beyond") for b in verdict.builds} if verdict else {}
     rows = []
     for spec in plan.builds:
         state = builds.get(spec.name, BuildResult(name=spec.name))
@@ -114,7 +115,7 @@ def audit_report(plan: AuditPlan, builds: dict[str, BuildResult], results: Resul
             build=spec.name, quant=spec.quant, kv_cache=spec.kv_cache, ctx=spec.ctx,
             calibration=plan.calibration.label() if spec.calibrated else "none", status=state.status,
             is_reference=spec.name == plan.reference, chosen=bool(verdict and verdict.chosen == spec.name),
-            passes=judged.get(spec.name), overall=overall, cost=cost,
+            passes=judged.get(spec.name), claim=claims.get(spec.name), overall=overall, cost=cost,
         ))
     report = AuditReport(plan=plan, builds=[builds[b.name] for b in plan.builds if b.name in builds], verdict=verdict,
                          breaks=_breaks(plan, comparison, tolerance) if comparison else [], rows=rows, tolerance=tolerance,
@@ -154,10 +155,8 @@ def table_rows(report: AuditReport) -> list[list[str]]:
             mark = "reference"
         elif row.chosen:
             mark = "chosen"
-        elif row.passes is True:
-            mark = "within"
-        elif row.passes is False:
-            mark = "beyond"
+        elif row.claim:
+            mark = row.claim
         else:
             mark = row.status
         out.append([row.build, _pass(row.overall), _mb(c.file_size_bytes), _mb(c.rss_bytes), _num(c.prompt_tok_s),
@@ -215,7 +214,8 @@ def write_plot(report: AuditReport, path: Path) -> Path | None:
                 continue
             y = 100 * r.overall.rate
             err = [[y - 100 * (r.overall.low or 0)], [100 * (r.overall.high or 0) - y]]
-            colour = "black" if r.is_reference else ("tab:green" if r.chosen or r.passes else "tab:red")
+            colour = "black" if r.is_reference else {"within": "tab:green", "beyond": "tab:red"}.get(
+                r.claim or "", "tab:orange")
             ax.errorbar([x], [y], yerr=err, fmt="o", color=colour, capsize=3)
             ax.annotate(r.build, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xlabel(label)
@@ -257,7 +257,7 @@ def print_audit(report: AuditReport, console: Any) -> None:
     from rich.text import Text
 
     table = Table(*TABLE_HEAD, title=f"audit of {report.plan.source}", title_justify="left")
-    styles = {"reference": "bold", "chosen": "bold green", "within": "green", "beyond": "red"}
+    styles = {"reference": "bold", "chosen": "bold green", "within": "green", "beyond": "red", "undecided": "yellow"}
     for cells in table_rows(report):
         table.add_row(*(Text(c) for c in cells), style=styles.get(cells[-1], "yellow"))
     console.print(table)
