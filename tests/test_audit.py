@@ -396,6 +396,8 @@ def test_audit_makes_serves_and_runs_every_build_with_cost_beside_accuracy(audit
     for quant in ("Q4_K_M", "Q3_K_M"):
         f16, q8 = rows[f"{quant} kv=f16"].cost, rows[f"{quant} kv=q8_0"].cost
         assert q8.file_size_bytes == f16.file_size_bytes
+        # the q8_0 cache holds half the bytes of the f16 one: the server's resident memory shows it (~40 MB here)
+        assert q8.rss_bytes < f16.rss_bytes - 15e6
         flags = results.provenance(f"{quant} kv=q8_0").extra["server_flags"]
         assert flags[:6] == ["--cache-type-k", "q8_0", "--cache-type-v", "q8_0", "--flash-attn", "on"]
     assert rows["Q3_K_M kv=f16"].cost.file_size_bytes < rows["Q4_K_M kv=f16"].cost.file_size_bytes

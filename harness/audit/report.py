@@ -170,6 +170,8 @@ def to_markdown(report: AuditReport) -> str:
              "|" + "---|" * len(TABLE_HEAD)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
     lines += ["", f"**Verdict:** {report.verdict.summary if report.verdict else 'none (fewer than two builds ran)'}", ""]
+    undecided = [b for b in (report.verdict.builds if report.verdict else []) if getattr(b, "to_decide", "")]
+    lines += [f"- {b.target} would be decided by {b.to_decide}" for b in undecided] + ([""] if undecided else [])
     if report.breaks:
         lines.append(f"**Where each stratum first breaks** (more than {report.tolerance:g} pts below {report.plan.reference}):")
         lines.append("")
@@ -263,6 +265,9 @@ def print_audit(report: AuditReport, console: Any) -> None:
     console.print(table)
     if report.verdict is not None:
         console.print(Text("verdict: ", style="bold") + Text(report.verdict.summary))
+        for b in report.verdict.builds:
+            if getattr(b, "to_decide", ""):
+                console.print(Text(f"  {b.target} would be decided by {b.to_decide}"))
     for b in report.breaks:
         if b.build:
             where = f" [{b.series}]" if b.series else ""
