@@ -705,6 +705,7 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         from harness.records import read_results
 
         written.update(reports.write_reports(read_results(run_dir / "results.jsonl"), report.comparison, run_dir))
+    _redact_files(p for p in written.values() if p.suffix != ".png")
     if json_out:
         click.echo(report.model_dump_json(indent=2))
     else:
