@@ -420,3 +420,13 @@ def test_family_instances_are_clustered_as_one_unit_when_they_flip_together():
     assert clustered.cluster_unit == "family" and flat.cluster_unit == "scenario"
     assert clustered.overall.design_effect > 2.0 and flat.overall.design_effect == 1.0
     assert clustered.overall.ci_low_pts < flat.overall.ci_low_pts  # fewer independent units, wider interval
+
+
+def test_one_file_on_two_kv_caches_is_not_called_the_same_build():
+    recs = [record("f16kv", "a"), record("q8kv", "a")]
+    prov = {"f16kv": Provenance(digest="sha256:aa", extra={"kv_cache_dtype": "f16"}),
+            "q8kv": Provenance(digest="sha256:aa", extra={"kv_cache_dtype": "q8_0"})}
+    fields = [c.field for c in compare_runs(results(recs, provenance=prov), reference="f16kv").disclosure.confounds]
+    assert "digest" not in fields and "kv_cache_dtype" in fields
+    same = {"f16kv": Provenance(digest="sha256:aa"), "q8kv": Provenance(digest="sha256:aa")}
+    assert [c.field for c in compare_runs(results(recs, provenance=same), reference="f16kv").disclosure.confounds] == ["digest"]

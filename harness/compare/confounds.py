@@ -68,11 +68,13 @@ def provenance_confounds(provenances: dict[str, Provenance]) -> tuple[list[Confo
             field="cpu_spill", values={n: "yes" if n in spilled else "no" for n in placed},
             message=f"{', '.join(spilled)} partly run on the CPU and the others do not: latencies are not comparable",
         ))
-    by_digest: dict[str, list[str]] = defaultdict(list)
+    # the same file served twice is noise only when nothing else about the serving differs (an audit's
+    # KV-cache or context axis serves one file several ways on purpose)
+    by_digest: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for name, p in provenances.items():
         if p.digest:
-            by_digest[p.digest].append(name)
-    for digest, names in by_digest.items():
+            by_digest[(p.digest, str(p.extra.get("kv_cache_dtype")), str(p.context_length))].append(name)
+    for (digest, _, _), names in by_digest.items():
         if len(names) > 1:
             confounds.append(Confound(
                 field="digest", values={n: digest for n in names},
