@@ -15,8 +15,10 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from harness import __version__
+from harness.console import make_console, progress_for, protect_stdout
 from harness.gate import ExitCode
 from harness.records import Provenance, RunConfig, Sampling, Target
 
@@ -31,7 +33,8 @@ class HarnessError(click.ClickException):
         self.exit_code = int(code)
 
     def show(self, file: Any = None) -> None:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {self.format_message()}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", self.format_message()),
+                                                    soft_wrap=True)
 
 
 def _default_scenarios() -> list[str]:
@@ -50,10 +53,46 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
     except ScenarioError as exc:
         n = len(exc.problems)
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
-    if not scenarios:
-        what = f" with tags {list(tags)}" if tags else ""
-        raise HarnessError(f"no scenarios selected{what} in {list(paths) or _default_scenarios()}")
+    unmatched = _unmatched(scenarios, tags, ids)
+    if unmatched or not scenarios:
+        raise HarnessError(_selection_problem(paths, tags, ids, unmatched))
     return scenarios
+
+
+def _unmatched(scenarios: list[Any], tags: tuple[str, ...], ids: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(`--tag`/`--id`, value) for every selector that picked nothing: a typo, not an empty wish."""
+    carried: set[str] = set()
+    for sc in scenarios:
+        carried |= set(sc.tags) | {str(s) for s in sc.strata} | {sc.id}
+    missing = [("--tag", t) for t in tags if t.lower() not in carried]
+    missing += [("--id", i) for i in ids if i not in {sc.id for sc in scenarios}]
+    return missing
+
+
+def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...],
+                       unmatched: list[tuple[str, str]]) -> str:
+    import difflib
+
+    from harness.scenario import load_scenarios
+
+    where = list(paths) or _default_scenarios()
+    everything = load_scenarios(where)
+    known_ids = sorted(sc.id for sc in everything)
+    known_tags = sorted({t for sc in everything for t in sc.tags} | {str(s) for sc in everything for s in sc.strata})
+    if not unmatched:
+        return f"no scenario in {where} has any of the tags {list(tags)} and one of the ids {list(ids)}"
+    lines = []
+    for flag, value in unmatched:
+        pool = known_ids if flag == "--id" else known_tags + known_ids
+        what = "scenario id" if flag == "--id" else "tag, stratum or scenario id"
+        if flag == "--id" and value in known_ids:
+            lines.append(f"{flag} {value}: that scenario does not have any of the tags {list(tags)}")
+            continue
+        close = difflib.get_close_matches(value, pool, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"known tags: {', '.join(known_tags)}" if flag == "--tag" else "`harness list` shows the ids")
+        lines.append(f"{flag} {value}: no {what} {value!r} in {where}; {hint}")
+    return "\n".join(lines)
 
 
 def _parse_target(spec: str) -> Target:
@@ -78,7 +117,7 @@ def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
 
 def _console(json_out: bool) -> Console:
     # with --json, stdout carries only JSON: people-facing output goes to stderr
-    return Console(stderr=json_out, highlight=False)
+    return make_console(stderr=json_out)
 
 
 def _run_opts(f: Any) -> Any:
@@ -132,6 +171,8 @@ def main() -> None:
     scrub.register_env_secrets()
     # every command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
     configure_logging()
+    # `harness list | head`: the reader leaving ends the output, and the exit code still says what happened
+    protect_stdout()
 
 
 # -- run / compare -------------------------------------------------------------------------------
@@ -239,7 +280,7 @@ def _execute(
     # Ctrl-C anywhere (loading, the server check, the runs, the reports) ends with 130; finished runs are on disk
     try:
         from harness.logs import configure_logging
-        from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+        from harness.runner import new_run_id, run_suite, scenario_set_hash
 
         scenarios = _load(paths, tags, ids)
         difficulty = _knobs(knobs)
@@ -292,21 +333,21 @@ def _execute(
                           + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
                              if need and need > len(scenarios) else "")
                           + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
-        asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        shown = asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
 
         from harness.client import make_client
 
         def factory(target: Target) -> Any:
             return make_client(target, timeout_s=timeout, retries=retries)
 
-        with make_progress(console, disable=json_out) as progress:
+        with progress_for(console, disable=json_out) as progress:
             results = asyncio.run(
                 run_suite(scenarios, targets, out=results_file, config=config, provenance=provenance,
                           client_factory=factory, progress=progress)
             )
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
-                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors)
+                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors, shown=shown)
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / "results.jsonl").exists():
             console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
@@ -369,37 +410,48 @@ def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target
 
 
 async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenance], scenarios: list[Any],
-                           config: RunConfig, no_preflight: bool, timeout: float, console: Console) -> None:
+                           config: RunConfig, no_preflight: bool, timeout: float, console: Console) -> set[str]:
+    """Check every target, probe its server, print each warning once; returns them as `[target] warning`."""
+    from harness import preflight as pf
     from harness.client import TargetError, check_target, make_client
 
+    found: dict[str, list[str]] = {}
     for target in targets:
         try:
-            await check_target(target, timeout_s=min(timeout, 30.0))
+            served = await check_target(target, timeout_s=min(timeout, 30.0))
         except TargetError as exc:
             raise HarnessError(f"target {target.name!r} ({target.base_url}, model {target.model!r}): {exc}",
                                getattr(exc, "exit_code", ExitCode.INFRA)) from None
-    if no_preflight:
-        return
-    from harness import preflight as pf
-    from harness.loop import build_toolset
-    from harness.servers import probe_provenance
+        mismatch = pf.served_model_warning(target, served)
+        if mismatch:
+            found.setdefault(target.name, []).append(mismatch)
+    if not no_preflight:
+        from harness.loop import build_toolset
+        from harness.servers import probe_provenance
 
-    sample = build_toolset(scenarios[0]).schemas
-    for target in targets:
-        prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
-        client = make_client(target, timeout_s=timeout)
-        try:
-            prov.preflight = await pf.preflight(target, client, sample, provenance=prov)
-        finally:
-            await client.aclose()
-        for warning in prov.preflight.get("warnings", []):
-            if warning not in prov.warnings:
-                prov.warnings.append(warning)
-        provenance[target.name] = prov
-        for warning in prov.warnings:
-            console.print(f"[yellow]warning[/] [{target.name}] {warning}")
-    for line in pf.confounds(provenance):
-        console.print(f"[bold yellow]confound:[/] {line}")
+        sample = build_toolset(scenarios[0]).schemas
+        for target in targets:
+            prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
+            client = make_client(target, timeout_s=timeout)
+            try:
+                prov.preflight = await pf.preflight(target, client, sample, provenance=prov)
+            finally:
+                await client.aclose()
+            for warning in found.get(target.name, []) + prov.preflight.get("warnings", []):
+                if warning not in prov.warnings:
+                    prov.warnings.append(warning)
+            found[target.name] = list(prov.warnings)
+            provenance[target.name] = prov
+    else:
+        for name, warnings in found.items():
+            if name in provenance:
+                provenance[name].warnings += [w for w in warnings if w not in provenance[name].warnings]
+    # once each: the same finding on several targets is one line naming them all
+    for warning, names in pf.group_warnings(found):
+        console.print(Text.assemble(("warning ", "yellow"), f"[{', '.join(names)}] ", warning), soft_wrap=False)
+    for line in pf.confounds(provenance) if not no_preflight else []:
+        console.print(Text.assemble(("confound: ", "bold yellow"), line))
+    return {f"[{name}] {w}" for name, warnings in found.items() for w in warnings}
 
 
 async def _maybe_async(value: Any) -> Any:
@@ -411,10 +463,13 @@ async def _maybe_async(value: Any) -> Any:
 def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | None, tolerance: float | None,
             critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
             markdown: str | None, json_out: bool, pinned_baseline: str | None = None, gate_alpha: float = 0.05,
-            floors: dict[str, float] | None = None) -> int:
+            floors: dict[str, float] | None = None, shown: set[str] | frozenset[str] = frozenset()) -> int:
     from harness import report
     from harness.compare import compare_runs, summarize_run
+    from harness.preflight import settle_warnings
 
+    # a probe's doubt that tool calls work is moot once the runs made some
+    settle_warnings(results)
     targets = results.targets()
     if reference and len(targets) > 1:
         comparison = compare_runs(results, reference=reference, tolerance=tolerance, critical_strata=critical or None)
@@ -466,7 +521,7 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             console.print(f"[bold {colour}]gate ({g.baseline_path}):[/] {g.message}")
         for line in gate_lines:
             console.print(line.strip())
-        report.print_terminal(comparison, console, results=results)
+        report.print_terminal(comparison, console, results=results, shown=shown)
         console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
     # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
     from harness.gate import DEFAULT_MAX_INFRA_SHARE
@@ -516,7 +571,7 @@ def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_
     """The embedded default: build the local llama.cpp ladder of gemma-3-270m and audit it. No set-up."""
     from harness import llamacpp
     from harness.logs import configure_logging
-    from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+    from harness.runner import new_run_id, run_suite, scenario_set_hash
 
     console = _console(json_out)
     rungs = [q.strip().upper() for q in quants.split(",") if q.strip()]
@@ -540,14 +595,15 @@ def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_
     )
     console.print(f"[bold]2/3[/] {len(scenarios)} scenarios x {len(rungs)} rungs x {epochs} epochs -> {run_dir}")
     results = None
-    with make_progress(console, disable=json_out) as progress:
+    shown: set[str] = set()
+    with progress_for(console, disable=json_out) as progress:
         for rung in rungs:
             try:
                 with llamacpp.LlamaServer(ladder[rung], binaries=binaries, alias=f"gemma-3-270m-{rung.lower()}") as server:
                     target = Target(name=rung, base_url=server.base_url, model=server.model)
                     prov = llamacpp.llama_provenance(server.url, ladder[rung], binaries)
                     if preflight:
-                        asyncio.run(_check_and_probe([target], {rung: prov}, scenarios, config, False, 300.0, console))
+                        shown |= asyncio.run(_check_and_probe([target], {rung: prov}, scenarios, config, False, 300.0, console))
                     results = asyncio.run(
                         run_suite(scenarios, [target], out=run_dir / "results.jsonl", config=config,
                                   provenance={rung: prov}, progress=progress)
@@ -560,7 +616,7 @@ def demo(quants: str, tags: tuple[str, ...], epochs: int, tolerance: float, out_
                 raise HarnessError(str(exc), ExitCode.INFRA) from None
     console.print("[bold]3/3[/] comparing against the reference")
     code = _finish(results, run_dir, console, reference=rungs[0], tolerance=tolerance, critical=[], baseline=None,
-                   max_drop=0, junit=None, html=None, markdown=None, json_out=json_out)
+                   max_drop=0, junit=None, html=None, markdown=None, json_out=json_out, shown=shown)
     sys.exit(code)
 
 
@@ -620,14 +676,14 @@ def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str
             seen.add(key)
             table.add_row(key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
                           ", ".join(sc.tags), sc.catches or "")
-        Console().print(table)
-        Console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
+        make_console().print(table)
+        make_console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
                         f"{len(scenarios) - sum(counts.values())} on their own")
         return
     table = Table("id", "family", "strata", "tags", "turns", "catches")
     for sc in scenarios:
         table.add_row(sc.id, sc.family or "", ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
-    Console().print(table)
+    make_console().print(table)
 
 
 @main.command()
@@ -847,7 +903,7 @@ def tools_() -> None:
     for domain, tools in sorted(registry.by_domain().items()):
         for tool in tools:
             table.add_row(domain, tool.name, tool.description.splitlines()[0])
-    Console().print(table)
+    make_console().print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover
