@@ -122,6 +122,8 @@ def _console(json_out: bool) -> Console:
 
 def _run_opts(f: Any) -> Any:
     opts = [
+        click.option("-c", "--config", type=click.Path(dir_okay=False, exists=True),
+                     help="Project file (YAML): targets, scenarios, thresholds; flags given here override it."),
         click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (repeatable)."),
         click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable)."),
         click.option("--epochs", default=None, type=click.IntRange(1, 100),
@@ -180,8 +182,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1")
-@click.option("--model", required=True, help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
+@click.option("--base-url", help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1 (or the project file's target)")
+@click.option("--model", help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
 @click.option("--name", help="Label for this target in reports (default: the model id).")
 @click.option("--provider", type=click.Choice(["openai", "litellm"]), default="openai", show_default=True,
               help="litellm routes non-OpenAI providers (--model ollama_chat/...).")
@@ -190,6 +192,18 @@ def main() -> None:
 @_run_opts
 def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, provider: str, api_key: str | None, **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
+    project, opts = _apply_project(opts.pop("config"), {"paths": paths, **opts}, ignore=_COMPARE_ONLY)
+    paths = opts.pop("paths")
+    if project is not None and project.targets and base_url is None and model is None:
+        if len(project.targets) != 1:
+            raise HarnessError(f"{project.where('targets')}: `harness run` takes one target and the file has "
+                               f"{len(project.targets)}; use `harness compare -c {project.source}`")
+        pt = project.targets[0]
+        base_url, model, name = pt.base_url, pt.model, name or pt.name
+        provider = provider if _from_command_line("provider") else pt.provider
+        api_key = api_key or _api_key(pt.api_key_env)
+    if not base_url or not model:
+        raise HarnessError("run needs --base-url and --model (or -c FILE naming one target)")
     target = Target(name=name or model, base_url=base_url, model=model, provider=provider, api_key=api_key)  # type: ignore[arg-type]
     opts["epochs"] = opts["epochs"] or 1
     _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
@@ -210,7 +224,17 @@ def run(paths: tuple[str, ...], base_url: str, model: str, name: str | None, pro
 def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: str | None, ollama_host: str, pull: bool,
             reference: str | None, tolerance: float, critical: tuple[str, ...], **opts: Any) -> None:
     """Compare builds of one model against a reference, item by item, and say which quant is safe."""
+    project, opts = _apply_project(opts.pop("config"), {"paths": paths, "reference": reference, "tolerance": tolerance,
+                                                        "critical": critical, **opts})
+    paths, reference, tolerance, critical = (opts.pop(k) for k in ("paths", "reference", "tolerance", "critical"))
     targets = [_parse_target(s) for s in target_specs]
+    if project is not None and not target_specs and not ollama_tags:
+        targets = [Target(name=t.name, base_url=t.base_url, model=t.model, provider=t.provider,
+                          api_key=_api_key(t.api_key_env)) for t in project.targets]
+        if project.ollama is not None:
+            ollama_tags = ",".join(project.ollama.tags)
+            ollama_host = ollama_host if _from_command_line("ollama_host") else project.ollama.host
+            pull = pull or project.ollama.pull
     provenance: dict[str, Provenance] = {}
     if ollama_tags:
         from harness.ollama import OllamaError, resolve_ollama_targets
@@ -232,6 +256,49 @@ def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: 
         raise HarnessError(f"--reference {reference!r} is not one of the targets {names}")
     opts["epochs"] = opts["epochs"] or 2
     _execute(paths, targets, reference=reference, tolerance=tolerance, critical=critical, provenance=provenance, **opts)
+
+
+# -- project files -------------------------------------------------------------------------------
+
+# keys a shared project file may carry that only `compare` uses
+_COMPARE_ONLY = frozenset({"reference", "tolerance", "critical"})
+
+
+def _from_command_line(name: str) -> bool:
+    """Whether the user gave this parameter (flag or environment), rather than its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _api_key(env: str | None) -> str | None:
+    import os
+
+    return os.environ.get(env) if env else None
+
+
+def _apply_project(config: str | None, params: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> tuple[Any, dict[str, Any]]:
+    """Fill every parameter the command line left at its default from the project file."""
+    if config is None:
+        return None, params
+    from harness.project import ProjectError, load_project
+
+    try:
+        project = load_project(config)
+    except ProjectError as exc:
+        n = len(exc.problems)
+        raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the project file:\n" + str(exc)) from None
+    merged = dict(params)
+    for key, value in project.options().items():
+        if key in ignore:
+            continue
+        if key not in merged:
+            # a gate setting silently dropped would pass a night that should fail
+            raise HarnessError(f"{project.where(key)}: {key} is not supported by this command of harness {__version__}")
+        if not _from_command_line(key):
+            merged[key] = value
+    return project, merged
 
 
 def _execute(
