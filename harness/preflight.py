@@ -19,7 +19,7 @@ from harness.outcomes import Outcome
 from harness.records import Provenance, Sampling, Target
 from harness.trajectory import Reply
 
-__all__ = ["ProbeReply", "Preflight", "preflight", "confounds", "served_model_warning", "group_warnings",
+__all__ = ["ProbeReply", "Preflight", "preflight", "confounds", "parameter_count", "served_model_warning", "group_warnings",
            "settle_warnings", "NO_CALL_WARNING"]
 
 log = structlog.get_logger("harness.preflight")
@@ -309,7 +309,7 @@ def group_warnings(by_target: dict[str, list[str]]) -> list[tuple[str, list[str]
 
 
 # warnings about whether tool calls can work at all, which a run full of structured calls answers
-_SETTLED_BY_CALLS = (NO_CALL_WARNING, "the GGUF carries no chat template")
+_SETTLED_BY_CALLS = (NO_CALL_WARNING, "the GGUF carries no chat template", "the server's chat template dropped the tools")
 
 
 def _structured_calls(records: list[Any]) -> int:
@@ -342,3 +342,35 @@ def settle_warnings(results: Any) -> int:
             if note not in notes:
                 notes.append(note)
     return softened
+
+
+_SCALE = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def parameter_count(provenance: Provenance) -> str | None:
+    """The parameter count as one comparable label, so two servers' labels of one model agree.
+
+    llama.cpp's GGUF says `270M` (general.size_label) where Ollama says `268.10M`: the exact count
+    both also report (GGUF tensors, Ollama's general.parameter_count) is used first, else the label;
+    either way shown at two significant figures (`270M`). Labels that are not a count (`8x7B`) stay.
+    """
+    import math
+    import re
+
+    gguf = provenance.extra.get("gguf") if isinstance(provenance.extra.get("gguf"), dict) else {}
+    exact = next((v for v in (provenance.extra.get("parameter_count"), gguf.get("parameters"))
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), None)
+    label = provenance.parameter_size
+    count: float | None = float(exact) if exact is not None else None
+    if count is None and label:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*", label, re.IGNORECASE)
+        if match is None:
+            return label
+        count = float(match.group(1)) * _SCALE[match.group(2).upper()]
+    if not count:
+        return label or None
+    rounded = round(count, -int(math.floor(math.log10(count))) + 1)
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if rounded >= scale:
+            return f"{rounded / scale:g}{unit}"
+    return f"{rounded:g}"
