@@ -241,7 +241,7 @@ def _accuracy(comparison: Comparison) -> Markup:
                 h("span", f"{c.retries} / {c.infra_errors}", class_="fail-text" if c.infra_errors else None)]
         rows.append(row)
     return h("section", h("h2", "Accuracy and cost"),
-             h("div", _table(head, rows), class_="scroll"),
+             h("div", _table(head, rows, class_="grid compact"), class_="scroll"),
              _accuracy_plot(comparison), _strata(comparison), id="accuracy")
 
 
