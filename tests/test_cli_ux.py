@@ -87,7 +87,7 @@ def test_an_unknown_ollama_tag_in_compare_is_bad_input(tmp_path, suite):
         result = invoke("compare", str(suite), "--ollama", "qwen2.5:7b-instruct-q8_0,qwen2.5:7b-instruct-q4_K_X",
                         "--ollama-host", server.root_url, "--out", str(tmp_path / "o"))
     assert result.exit_code == 2, out_of(result)
-    assert "qwen2.5:7b-instruct-q4_K_X" in result.stderr
+    assert "Did you mean 'qwen2.5:7b-instruct-q4_K_M' for 'qwen2.5:7b-instruct-q4_K_X'?" in result.stderr
 
 
 def test_a_server_down_is_still_infrastructure(tmp_path, suite):
