@@ -264,6 +264,7 @@ def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: 
 _COMPARE_ONLY = frozenset({"reference", "tolerance", "critical"})
 
 
+
 def _from_command_line(name: str) -> bool:
     """Whether the user gave this parameter (flag or environment), rather than its default."""
     from click.core import ParameterSource
@@ -278,8 +279,12 @@ def _api_key(env: str | None) -> str | None:
     return os.environ.get(env) if env else None
 
 
-def _apply_project(config: str | None, params: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> tuple[Any, dict[str, Any]]:
-    """Fill every parameter the command line left at its default from the project file."""
+def _apply_project(config: str | None, params: dict[str, Any], *, ignore: frozenset[str] = frozenset(),
+                   only: frozenset[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Fill every parameter the command line left at its default from the project file.
+
+    Keys in `ignore` (or outside `only`) are skipped; any other key the command has no parameter for is an error.
+    """
     if config is None:
         return None, params
     from harness.project import ProjectError, load_project
@@ -291,7 +296,7 @@ def _apply_project(config: str | None, params: dict[str, Any], *, ignore: frozen
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the project file:\n" + str(exc)) from None
     merged = dict(params)
     for key, value in project.options().items():
-        if key in ignore:
+        if key in ignore or (only is not None and key not in only):
             continue
         if key not in merged:
             # a gate setting silently dropped would pass a night that should fail
@@ -702,8 +707,15 @@ def _families(scenarios: list[Any]) -> dict[str, int]:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--tools-module", "tool_modules", multiple=True,
               help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
-def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...]) -> None:
-    """Check scenario files; report every problem with file, line and field."""
+@click.option("-c", "--config", type=click.Path(dir_okay=False, exists=True), help="Also check this project file (and its scenarios).")
+def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...], config: str | None) -> None:
+    """Check scenario files (and a project file); report every problem with file, line and field."""
+    # validate reads only the scenario paths of a project file (and checks all of it)
+    project, merged = _apply_project(config, {"paths": paths}, only=frozenset({"paths"}))
+    paths = merged["paths"]
+    if project is not None:
+        targets = len(project.targets) + (len(project.ollama.tags) if project.ollama else 0)
+        click.echo(f"{project.source} OK ({targets} target(s))")
     scenarios = _load(paths, (), (), tool_modules)
     strata: dict[str, int] = {}
     for sc in scenarios:

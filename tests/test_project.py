@@ -183,3 +183,13 @@ fail_under: 80
     assert result.exit_code in (1, 2), result.stdout + result.stderr
     if result.exit_code == 2:
         assert f"{path}:6: fail_under is not supported" in result.stderr
+
+
+def test_validate_checks_the_project_file_and_its_scenarios(tmp_path, suite):
+    good = write(tmp_path, "scenarios: [../scenarios]\nepochs: 3\nfail_under: 80\n")
+    result = invoke("validate", "-c", str(good))
+    assert result.exit_code == 0, result.stderr
+    assert f"{good} OK" in result.stdout and "2 scenarios OK" in result.stdout
+    bad = write(tmp_path, "scenarios: [../scenarios]\nmax_dorp: 3\n", name="bad.yaml")
+    result = invoke("validate", "-c", str(bad))
+    assert result.exit_code == 2 and f"{bad}:2 at max_dorp" in result.stderr and "'max_drop'" in result.stderr
