@@ -213,7 +213,8 @@ def _accuracy(comparison: Comparison) -> Markup:
         row: list[Any] = [_two(h("strong", t.name), "reference" if t.is_reference else None), _two(size(t.size_bytes)),
                           _two(rate_text(t.overall), ci_text(t.overall))]
         if with_k:
-            row.append(", ".join(f"^{p.k} {pct(p.value)}" for p in t.pass_hat_k[1:]) or "–")
+            # one value a line: "^2 100.0%" never breaks inside
+            row.append([h("span", f"^{p.k} {pct(p.value)}", class_="sub-line") for p in t.pass_hat_k[1:]] or "–")
         if comparing:
             vs = t.vs_reference
             if vs is None:

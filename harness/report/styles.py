@@ -53,6 +53,8 @@ table.kv td { padding: 3px 0; }
 /* the accuracy table has a dozen columns: headers wrap and cells pack so it fits a 1400 px window */
 table.grid.compact th { white-space: normal; min-width: 4.5em; }
 table.grid.compact th, table.grid.compact td { padding: 5px 6px; }
+table.grid.compact { font-size: 13px; }
+.sub-line { display: block; white-space: nowrap; }
 figure { margin: 10px 0; }
 figure img.plot { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 2px; }
