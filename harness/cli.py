@@ -53,9 +53,11 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
     except ScenarioError as exc:
         n = len(exc.problems)
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
-    unmatched = _unmatched(scenarios, tags, ids)
-    if unmatched or not scenarios:
-        raise HarnessError(_selection_problem(paths, tags, ids, unmatched))
+    # the cheap check first: a selector that picked nothing here may still exist (tags are any-of)
+    if _unmatched(scenarios, tags, ids) or not scenarios:
+        problem = _selection_problem(paths, tags, ids, len(scenarios))
+        if problem:
+            raise HarnessError(problem)
     return scenarios
 
 
@@ -69,8 +71,8 @@ def _unmatched(scenarios: list[Any], tags: tuple[str, ...], ids: tuple[str, ...]
     return missing
 
 
-def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...],
-                       unmatched: list[tuple[str, str]]) -> str:
+def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], selected: int) -> str | None:
+    """Why `--tag`/`--id` selected nothing, or named something that does not exist; None when all is well."""
     import difflib
 
     from harness.scenario import load_scenarios
@@ -79,15 +81,14 @@ def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple
     everything = load_scenarios(where)
     known_ids = sorted(sc.id for sc in everything)
     known_tags = sorted({t for sc in everything for t in sc.tags} | {str(s) for sc in everything for s in sc.strata})
-    if not unmatched:
-        return f"no scenario in {where} has any of the tags {list(tags)} and one of the ids {list(ids)}"
+    unknown = _unmatched(everything, tags, ids)
+    if not unknown:
+        # every selector exists; only their combination can be empty (tags are any-of, ids narrow them)
+        return None if selected else f"no scenario in {where} has any of the tags {list(tags)} and one of the ids {list(ids)}"
     lines = []
-    for flag, value in unmatched:
+    for flag, value in unknown:
         pool = known_ids if flag == "--id" else known_tags + known_ids
         what = "scenario id" if flag == "--id" else "tag, stratum or scenario id"
-        if flag == "--id" and value in known_ids:
-            lines.append(f"{flag} {value}: that scenario does not have any of the tags {list(tags)}")
-            continue
         close = difflib.get_close_matches(value, pool, n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
             f"known tags: {', '.join(known_tags)}" if flag == "--tag" else "`harness list` shows the ids")

@@ -201,3 +201,17 @@ def test_a_closed_pipe_does_not_turn_into_the_regression_exit_code(tmp_path, sui
     assert "BrokenPipe" not in ran.stderr
     # the run itself was not cut short by the pipe
     assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_tags_that_exist_but_select_nothing_here_are_not_called_typos(tmp_path, suite):
+    from tests.fakeserver import free_port
+
+    (suite / "other.yaml").write_text(SCENARIO.format(id="other").replace("tags: [cli]", "tags: [nightly]"))
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    # --tag is any-of and --id narrows it: `nightly` picks nothing once --id keeps weather-0, and that is fine
+    narrowed = invoke("run", str(suite), "--base-url", down, "--model", "m",
+                      "--tag", "cli", "--tag", "nightly", "--id", "weather-0", "--out", str(tmp_path / "o"))
+    assert narrowed.exit_code == 3, out_of(narrowed)  # past the selection, on to the (down) server
+    empty = invoke("run", str(suite), "--base-url", down, "--model", "m", "--tag", "nightly", "--id", "weather-0")
+    assert empty.exit_code == 2
+    assert "no scenario in" in empty.stderr and "did you mean" not in empty.stderr
