@@ -215,3 +215,17 @@ def test_tags_that_exist_but_select_nothing_here_are_not_called_typos(tmp_path, 
     empty = invoke("run", str(suite), "--base-url", down, "--model", "m", "--tag", "nightly", "--id", "weather-0")
     assert empty.exit_code == 2
     assert "no scenario in" in empty.stderr and "did you mean" not in empty.stderr
+
+
+def test_ollama_placement_and_capabilities_reach_the_report(tmp_path, suite):
+    import re
+
+    tags = ["qwen2.5:7b-instruct-q8_0", "qwen2.5:7b-instruct-q4_K_M"]
+    with FakeOllama([OllamaModel(tags[0], quantization="Q8_0", size=8_000_000_000, vram_fraction=0.75),
+                     OllamaModel(tags[1])]) as server:
+        result = invoke("compare", str(suite), "--ollama", ",".join(tags), "--ollama-host", server.root_url,
+                        "--out", str(tmp_path / "o"), "--no-preflight")
+    assert result.exit_code in (0, 1), out_of(result)
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (tmp_path / "o" / "report.html").read_text()))
+    assert "6.00 GB VRAM, 75% in VRAM" in page
+    assert "completion, tools" in page
