@@ -55,7 +55,7 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
     # the cheap check first: a selector that picked nothing here may still exist (tags are any-of)
     if _unmatched(scenarios, tags, ids) or not scenarios:
-        problem = _selection_problem(paths, tags, ids, len(scenarios))
+        problem = _selection_problem(paths, tags, ids, len(scenarios), tool_modules)
         if problem:
             raise HarnessError(problem)
     return scenarios
@@ -65,22 +65,25 @@ def _unmatched(scenarios: list[Any], tags: tuple[str, ...], ids: tuple[str, ...]
     """(`--tag`/`--id`, value) for every selector that picked nothing: a typo, not an empty wish."""
     carried: set[str] = set()
     for sc in scenarios:
-        carried |= set(sc.tags) | {str(s) for s in sc.strata} | {sc.id}
+        # what the loader's tag filter matches: tags, strata, the id and the family
+        carried |= set(sc.tags) | {str(s) for s in sc.strata} | {sc.id, (sc.family or "").lower()}
     missing = [("--tag", t) for t in tags if t.lower() not in carried]
     missing += [("--id", i) for i in ids if i not in {sc.id for sc in scenarios}]
     return missing
 
 
-def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], selected: int) -> str | None:
+def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], selected: int,
+                       tool_modules: tuple[str, ...] = ()) -> str | None:
     """Why `--tag`/`--id` selected nothing, or named something that does not exist; None when all is well."""
     import difflib
 
     from harness.scenario import load_scenarios
 
     where = list(paths) or _default_scenarios()
-    everything = load_scenarios(where)
+    everything = load_scenarios(where, tool_modules=list(tool_modules) or None)
     known_ids = sorted(sc.id for sc in everything)
-    known_tags = sorted({t for sc in everything for t in sc.tags} | {str(s) for sc in everything for s in sc.strata})
+    known_tags = sorted({t for sc in everything for t in sc.tags} | {str(s) for sc in everything for s in sc.strata}
+                        | {sc.family for sc in everything if sc.family})
     unknown = _unmatched(everything, tags, ids)
     if not unknown:
         # every selector exists; only their combination can be empty (tags are any-of, ids narrow them)
