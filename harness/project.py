@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.outcomes import Stratum
 # the scenario loader's YAML-with-line-numbers machinery, so both files report problems alike
-from harness.scenario import ScenarioProblem, _compose_node, _node_line
+from harness.scenario import ScenarioError, ScenarioProblem, _node_line, _parse
 
 __all__ = ["OllamaTags", "Project", "ProjectError", "ProjectTarget", "load_project"]
 
@@ -86,6 +86,8 @@ class Project(_Model):
     """A committed summary.json updated only by review: catches a slow slide."""
     max_drop: float | None = Field(default=None, ge=0)
     """Allowed drop in points against the baselines."""
+    gate_alpha: float | None = Field(default=None, ge=0, le=1)
+    """False-alarm rate of the gate's scenario-level sign test (1: gate on max_drop alone)."""
     fail_under: dict[str, float] = Field(default_factory=dict)
     """Absolute floors in percent: a number (overall) or {overall: 80, tool_selection: 90}."""
     junit: str | None = None
@@ -151,8 +153,8 @@ class ProjectError(Exception):
 
 def _key_line(path: str, key: str) -> int | None:
     try:
-        node = _compose_node(Path(path).read_text(encoding="utf-8"), False, 0)
-    except (OSError, yaml.YAMLError):
+        _, node = _parse(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, ScenarioError):
         return None
     return _node_line(node, (key,)) if isinstance(node, yaml.MappingNode) else None
 
@@ -213,17 +215,15 @@ def load_project(path: str | Path) -> Project:
     except OSError as exc:
         raise ProjectError([ScenarioProblem(file=where, message=f"cannot read: {exc.strerror}")]) from exc
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ProjectError([ScenarioProblem(file=where, line=mark.line + 1 if mark else None,
-                                            message=f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from exc
+        # the scenario loader's parser: YAML errors with lines, and no alias bombs
+        data, node = _parse(text, where)
+    except ScenarioError as exc:
+        raise ProjectError(exc.problems) from None
     if not isinstance(data, dict):
         raise ProjectError([ScenarioProblem(file=where, line=1, message="expected a mapping of keys (targets, scenarios, ...)")])
     try:
         project = Project.model_validate(data)
     except ValidationError as exc:
-        node = _compose_node(text, False, 0)
         problems = []
         for err in exc.errors():
             loc = tuple(k for k in err["loc"] if not (isinstance(k, str) and k.startswith("function-")))
@@ -232,15 +232,14 @@ def load_project(path: str | Path) -> Project:
                                             message=_describe(err, loc)))
         raise ProjectError(problems) from None
     project.source = where
-    problems = _cross_checks(project, text, where)
+    problems = _cross_checks(project, node, where)
     if problems:
         raise ProjectError(problems)
     _resolve(project, path.parent)
     return project
 
 
-def _cross_checks(project: Project, text: str, where: str) -> list[ScenarioProblem]:
-    node = _compose_node(text, False, 0)
+def _cross_checks(project: Project, node: yaml.Node | None, where: str) -> list[ScenarioProblem]:
     problems = []
     names = [t.name for t in project.targets]
     for i, name in enumerate(names):

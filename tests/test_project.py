@@ -46,6 +46,7 @@ epochs: 3
 critical: [tool_selection]
 baseline: ../last-night/summary.json
 max_drop: 2
+gate_alpha: 0.05
 fail_under: {overall: 80, tool_selection: 90}
 knobs: {distractor_tools: 4}
 preflight: false
@@ -55,7 +56,7 @@ preflight: false
     assert project.baseline == str(path.parent / "../last-night/summary.json")
     options = project.options()
     assert options["paths"] == (str(path.parent / "../scenarios"),)
-    assert options["epochs"] == 3 and options["max_drop"] == 2
+    assert options["epochs"] == 3 and options["max_drop"] == 2 and options["gate_alpha"] == 0.05
     assert options["fail_under"] == ("80", "tool_selection=90")
     assert options["knobs"] == ("distractor_tools=4",)
     assert options["no_preflight"] is True
@@ -167,8 +168,8 @@ targets:
     assert result.exit_code == 2 and "harness compare -c" in result.stderr
 
 
-def test_a_floor_in_the_file_never_passes_silently(tmp_path, suite):
-    """`fail_under` either fails the night (the gate has floors) or is refused by name: never ignored."""
+def test_a_floor_in_the_file_fails_a_first_night(tmp_path, suite):
+    """`fail_under` in the file is the gate's --fail-under: a night below it fails without any baseline."""
     with FakeServer(models=["m"]) as server:
         server.responder = model(wrong_on={1})  # the wrong tool everywhere: 0% passed
         path = write(tmp_path, f"""\
@@ -180,9 +181,8 @@ out: ../out
 fail_under: 80
 """)
         result = invoke("run", "-c", str(path))
-    assert result.exit_code in (1, 2), result.stdout + result.stderr
-    if result.exit_code == 2:
-        assert f"{path}:6: fail_under is not supported" in result.stderr
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "--fail-under" in result.stdout and "80" in result.stdout
 
 
 def test_validate_checks_the_project_file_and_its_scenarios(tmp_path, suite):
