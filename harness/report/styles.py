@@ -55,6 +55,8 @@ table.grid.compact th { white-space: normal; min-width: 4.5em; }
 table.grid.compact th, table.grid.compact td { padding: 5px 6px; }
 table.grid.compact { font-size: 13px; }
 .sub-line { display: block; white-space: nowrap; }
+/* a sub-line may wrap here (the delta cell names its paired rates beside its interval) */
+table.grid.compact .sub { white-space: normal; }
 figure { margin: 10px 0; }
 figure img.plot { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 2px; }
