@@ -56,3 +56,12 @@ def llama_server(llama_ladder: LlamaLadder, tmp_path: Path) -> Iterator[Callable
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_default():
+    """An in-process CLI run (CliRunner) points structlog at its run's log.jsonl and its own stderr; put it back."""
+    yield
+    from harness.logs import configure_logging
+
+    configure_logging()
