@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.console import Console
+from rich.text import Text
 
 from harness import __version__
+from harness.console import make_console, progress_for, protect_stdout
 from harness.exitcodes import ExitCode
-
-if TYPE_CHECKING:  # imported where used: `--help`, `validate` and `list` never pay for them
-    from rich.console import Console
-
-    from harness.records import Provenance, RunConfig, Target
+from harness.records import Provenance, RunConfig, Sampling, Target
 
 __all__ = ["main", "ExitCode", "HarnessError"]
 
@@ -33,9 +32,8 @@ class HarnessError(click.ClickException):
         self.exit_code = int(code)
 
     def show(self, file: Any = None) -> None:
-        from rich.console import Console
-
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {self.format_message()}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", self.format_message()),
+                                                    soft_wrap=True)
 
 
 def _default_scenarios() -> list[str]:
@@ -54,10 +52,50 @@ def _load(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], t
     except ScenarioError as exc:
         n = len(exc.problems)
         raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the scenario files:\n" + str(exc)) from None
-    if not scenarios:
-        what = f" with tags {list(tags)}" if tags else ""
-        raise HarnessError(f"no scenarios selected{what} in {list(paths) or _default_scenarios()}")
+    # the cheap check first: a selector that picked nothing here may still exist (tags are any-of)
+    if _unmatched(scenarios, tags, ids) or not scenarios:
+        problem = _selection_problem(paths, tags, ids, len(scenarios), tool_modules)
+        if problem:
+            raise HarnessError(problem)
     return scenarios
+
+
+def _unmatched(scenarios: list[Any], tags: tuple[str, ...], ids: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(`--tag`/`--id`, value) for every selector that picked nothing: a typo, not an empty wish."""
+    carried: set[str] = set()
+    for sc in scenarios:
+        # what the loader's tag filter matches: tags, strata, the id and the family
+        carried |= set(sc.tags) | {str(s) for s in sc.strata} | {sc.id, (sc.family or "").lower()}
+    missing = [("--tag", t) for t in tags if t.lower() not in carried]
+    missing += [("--id", i) for i in ids if i not in {sc.id for sc in scenarios}]
+    return missing
+
+
+def _selection_problem(paths: tuple[str, ...], tags: tuple[str, ...], ids: tuple[str, ...], selected: int,
+                       tool_modules: tuple[str, ...] = ()) -> str | None:
+    """Why `--tag`/`--id` selected nothing, or named something that does not exist; None when all is well."""
+    import difflib
+
+    from harness.scenario import load_scenarios
+
+    where = list(paths) or _default_scenarios()
+    everything = load_scenarios(where, tool_modules=list(tool_modules) or None)
+    known_ids = sorted(sc.id for sc in everything)
+    known_tags = sorted({t for sc in everything for t in sc.tags} | {str(s) for sc in everything for s in sc.strata}
+                        | {sc.family for sc in everything if sc.family})
+    unknown = _unmatched(everything, tags, ids)
+    if not unknown:
+        # every selector exists; only their combination can be empty (tags are any-of, ids narrow them)
+        return None if selected else f"no scenario in {where} has any of the tags {list(tags)} and one of the ids {list(ids)}"
+    lines = []
+    for flag, value in unknown:
+        pool = known_ids if flag == "--id" else known_tags + known_ids
+        what = "scenario id" if flag == "--id" else "tag, stratum or scenario id"
+        close = difflib.get_close_matches(value, pool, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"known tags: {', '.join(known_tags)}" if flag == "--tag" else "`harness list` shows the ids")
+        lines.append(f"{flag} {value}: no {what} {value!r} in {where}; {hint}")
+    return "\n".join(lines)
 
 
 def _parse_target(spec: str) -> Target:
@@ -88,11 +126,13 @@ def _console(json_out: bool) -> Console:
     from rich.console import Console
 
     # with --json, stdout carries only JSON: people-facing output goes to stderr
-    return Console(stderr=json_out, highlight=False)
+    return make_console(stderr=json_out)
 
 
 def _run_opts(f: Any) -> Any:
     opts = [
+        click.option("-c", "--config", type=click.Path(dir_okay=False, exists=True),
+                     help="Project file (YAML): targets, scenarios, thresholds; flags given here override it."),
         click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (repeatable)."),
         click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable)."),
         click.option("--epochs", default=None, type=click.IntRange(1, 100),
@@ -152,6 +192,8 @@ def main(ctx: click.Context) -> None:
 
     # every other command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
     configure_logging()
+    # `harness list | head`: the reader leaving ends the output, and the exit code still says what happened
+    protect_stdout()
 
 
 _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
@@ -163,10 +205,10 @@ _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--base-url", "base_urls", required=True, multiple=True,
-              help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1. Repeat it for several servers of the "
-                   "same build: LiteLLM's Router spreads requests over them and routes around one that fails.")
-@click.option("--model", required=True, help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1 (or the project file's target). Repeat it "
+                   "for several servers of the same build: LiteLLM's Router spreads requests over them.")
+@click.option("--model", help="Model id to send, e.g. qwen2.5:7b-instruct-q4_K_M")
 @click.option("--name", help="Label for this target in reports (default: the model id).")
 @click.option("--provider", type=click.Choice(["openai", "litellm"]), default="openai", show_default=True,
               help="litellm routes non-OpenAI providers (--model ollama_chat/...).")
@@ -176,9 +218,20 @@ _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
 def run(paths: tuple[str, ...], base_urls: tuple[str, ...], model: str, name: str | None, provider: str, api_key: str | None,
         **opts: Any) -> None:
     """Run scenarios against one model server and score every step."""
-    from harness.records import Target
-
-    target = Target(name=name or model, base_url=base_urls[0], endpoints=list(base_urls[1:]), model=model,
+    project, opts = _apply_project(opts.pop("config"), {"paths": paths, **opts}, ignore=_COMPARE_ONLY)
+    paths = opts.pop("paths")
+    base_url = base_urls[0] if base_urls else None
+    if project is not None and project.targets and base_url is None and model is None:
+        if len(project.targets) != 1:
+            raise HarnessError(f"{project.where('targets')}: `harness run` takes one target and the file has "
+                               f"{len(project.targets)}; use `harness compare -c {project.source}`")
+        pt = project.targets[0]
+        base_url, model, name = pt.base_url, pt.model, name or pt.name
+        provider = provider if _from_command_line("provider") else pt.provider
+        api_key = api_key or _api_key(pt.api_key_env)
+    if not base_url or not model:
+        raise HarnessError("run needs --base-url and --model (or -c FILE naming one target)")
+    target = Target(name=name or model, base_url=base_url, endpoints=list(base_urls[1:]), model=model,
                     provider=provider, api_key=api_key)  # type: ignore[arg-type]
     opts["epochs"] = opts["epochs"] or 1
     _execute(paths, [target], reference=None, tolerance=None, critical=(), **opts)
@@ -199,9 +252,17 @@ def run(paths: tuple[str, ...], base_urls: tuple[str, ...], model: str, name: st
 def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: str | None, ollama_host: str, pull: bool,
             reference: str | None, tolerance: float, critical: tuple[str, ...], **opts: Any) -> None:
     """Compare builds of one model against a reference, item by item, and say which quant is safe."""
-    from rich.console import Console
-
+    project, opts = _apply_project(opts.pop("config"), {"paths": paths, "reference": reference, "tolerance": tolerance,
+                                                        "critical": critical, **opts})
+    paths, reference, tolerance, critical = (opts.pop(k) for k in ("paths", "reference", "tolerance", "critical"))
     targets = [_parse_target(s) for s in target_specs]
+    if project is not None and not target_specs and not ollama_tags:
+        targets = [Target(name=t.name, base_url=t.base_url, model=t.model, provider=t.provider,
+                          api_key=_api_key(t.api_key_env)) for t in project.targets]
+        if project.ollama is not None:
+            ollama_tags = ",".join(project.ollama.tags)
+            ollama_host = ollama_host if _from_command_line("ollama_host") else project.ollama.host
+            pull = pull or project.ollama.pull
     provenance: dict[str, Provenance] = {}
     if ollama_tags:
         from harness.ollama import OllamaError, resolve_ollama_targets
@@ -223,6 +284,54 @@ def compare(paths: tuple[str, ...], target_specs: tuple[str, ...], ollama_tags: 
         raise HarnessError(f"--reference {reference!r} is not one of the targets {names}")
     opts["epochs"] = opts["epochs"] or 2
     _execute(paths, targets, reference=reference, tolerance=tolerance, critical=critical, provenance=provenance, **opts)
+
+
+# -- project files -------------------------------------------------------------------------------
+
+# keys a shared project file may carry that only `compare` uses
+_COMPARE_ONLY = frozenset({"reference", "tolerance", "critical"})
+
+
+
+def _from_command_line(name: str) -> bool:
+    """Whether the user gave this parameter (flag or environment), rather than its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _api_key(env: str | None) -> str | None:
+    import os
+
+    return os.environ.get(env) if env else None
+
+
+def _apply_project(config: str | None, params: dict[str, Any], *, ignore: frozenset[str] = frozenset(),
+                   only: frozenset[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Fill every parameter the command line left at its default from the project file.
+
+    Keys in `ignore` (or outside `only`) are skipped; any other key the command has no parameter for is an error.
+    """
+    if config is None:
+        return None, params
+    from harness.project import ProjectError, load_project
+
+    try:
+        project = load_project(config)
+    except ProjectError as exc:
+        n = len(exc.problems)
+        raise HarnessError(f"{n} problem{'s' if n != 1 else ''} in the project file:\n" + str(exc)) from None
+    merged = dict(params)
+    for key, value in project.options().items():
+        if key in ignore or (only is not None and key not in only):
+            continue
+        if key not in merged:
+            # a gate setting silently dropped would pass a night that should fail
+            raise HarnessError(f"{project.where(key)}: {key} is not supported by this command of harness {__version__}")
+        if not _from_command_line(key):
+            merged[key] = value
+    return project, merged
 
 
 def _execute(
@@ -276,7 +385,7 @@ def _execute(
     # Ctrl-C anywhere (loading, the server check, the runs, the reports) ends with 130; finished runs are on disk
     try:
         from harness.logs import configure_logging
-        from harness.runner import make_progress, new_run_id, run_suite, scenario_set_hash
+        from harness.runner import new_run_id, run_suite, scenario_set_hash
 
         scenarios = _load(paths, tags, ids)
         suite_hash = scenario_set_hash(scenarios)
@@ -346,7 +455,7 @@ def _execute(
                           + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
                              if need and need > len(scenarios) else "")
                           + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
-        asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        shown = asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
         in_flight = _concurrency(targets, provenance, concurrency, console)
         config.concurrency = max(in_flight.values())
 
@@ -366,14 +475,14 @@ def _execute(
 
             return CachedClient(client, cache, target_identity(target, provenance.get(target.name)))
 
-        with make_progress(console, disable=json_out) as progress:
+        with progress_for(console, disable=json_out) as progress:
             results = _run_quietly(
                 run_suite(scenarios, targets, out=results_file, config=config, provenance=provenance,
                           client_factory=factory, progress=progress, concurrency=in_flight)
             )
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
-                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors)
+                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors, shown=shown)
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / "results.jsonl").exists():
             console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
@@ -436,39 +545,51 @@ def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target
 
 
 async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenance], scenarios: list[Any],
-                           config: RunConfig, no_preflight: bool, timeout: float, console: Console) -> None:
+                           config: RunConfig, no_preflight: bool, timeout: float, console: Console) -> set[str]:
+    """Check every target, probe its server, print each warning once; returns them as `[target] warning`."""
+    from harness import preflight as pf
     from harness.client import TargetError, check_target, make_client
 
+    found: dict[str, list[str]] = {}
     for target in targets:
         # every endpoint of a routed target must serve the model at the start: a typo is not a dead replica
         for url in [target.base_url, *target.endpoints]:
             try:
-                await check_target(target.model_copy(update={"base_url": url, "endpoints": []}), timeout_s=min(timeout, 30.0))
+                served = await check_target(target.model_copy(update={"base_url": url, "endpoints": []}),
+                                            timeout_s=min(timeout, 30.0))
             except TargetError as exc:
                 raise HarnessError(f"target {target.name!r} ({url}, model {target.model!r}): {exc}",
                                    getattr(exc, "exit_code", ExitCode.INFRA)) from None
-    if no_preflight:
-        return
-    from harness import preflight as pf
-    from harness.loop import build_toolset
-    from harness.servers import probe_provenance
+            mismatch = pf.served_model_warning(target, served)
+            if mismatch:
+                found.setdefault(target.name, []).append(mismatch)
+    if not no_preflight:
+        from harness.loop import build_toolset
+        from harness.servers import probe_provenance
 
-    sample = build_toolset(scenarios[0]).schemas
-    for target in targets:
-        prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
-        client = make_client(target, timeout_s=timeout)
-        try:
-            prov.preflight = await pf.preflight(target, client, sample, provenance=prov)
-        finally:
-            await client.aclose()
-        for warning in prov.preflight.get("warnings", []):
-            if warning not in prov.warnings:
-                prov.warnings.append(warning)
-        provenance[target.name] = prov
-        for warning in prov.warnings:
-            console.print(f"[yellow]warning[/] [{target.name}] {warning}")
-    for line in pf.confounds(provenance):
-        console.print(f"[bold yellow]confound:[/] {line}")
+        sample = build_toolset(scenarios[0]).schemas
+        for target in targets:
+            prov = provenance.get(target.name) or await _maybe_async(probe_provenance(target))
+            client = make_client(target, timeout_s=timeout)
+            try:
+                prov.preflight = await pf.preflight(target, client, sample, provenance=prov)
+            finally:
+                await client.aclose()
+            for warning in found.get(target.name, []) + prov.preflight.get("warnings", []):
+                if warning not in prov.warnings:
+                    prov.warnings.append(warning)
+            found[target.name] = list(prov.warnings)
+            provenance[target.name] = prov
+    else:
+        for name, warnings in found.items():
+            if name in provenance:
+                provenance[name].warnings += [w for w in warnings if w not in provenance[name].warnings]
+    # once each: the same finding on several targets is one line naming them all
+    for warning, names in pf.group_warnings(found):
+        console.print(Text.assemble(("warning ", "yellow"), f"[{', '.join(names)}] ", warning), soft_wrap=False)
+    for line in pf.confounds(provenance) if not no_preflight else []:
+        console.print(Text.assemble(("confound: ", "bold yellow"), line))
+    return {f"[{name}] {w}" for name, warnings in found.items() for w in warnings}
 
 
 def _run_quietly(coro: Any) -> Any:
@@ -514,10 +635,13 @@ async def _maybe_async(value: Any) -> Any:
 def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | None, tolerance: float | None,
             critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
             markdown: str | None, json_out: bool, pinned_baseline: str | None = None, gate_alpha: float = 0.05,
-            floors: dict[str, float] | None = None) -> int:
+            floors: dict[str, float] | None = None, shown: set[str] | frozenset[str] = frozenset()) -> int:
     from harness import report
     from harness.compare import compare_runs, summarize_run
+    from harness.preflight import settle_warnings
 
+    # a probe's doubt that tool calls work is moot once the runs made some
+    settle_warnings(results)
     targets = results.targets()
     if reference and len(targets) > 1:
         comparison = compare_runs(results, reference=reference, tolerance=tolerance, critical_strata=critical or None)
@@ -569,7 +693,7 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             console.print(f"[bold {colour}]gate ({g.baseline_path}):[/] {g.message}")
         for line in gate_lines:
             console.print(line.strip())
-        report.print_terminal(comparison, console, results=results)
+        report.print_terminal(comparison, console, results=results, shown=shown)
         console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
     # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
     from harness.gate import DEFAULT_MAX_INFRA_SHARE
@@ -750,8 +874,15 @@ def _families(scenarios: list[Any]) -> dict[str, int]:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--tools-module", "tool_modules", multiple=True,
               help="Your own mock tools: a .py file or module name with @mock_tool functions (repeatable; runs its code).")
-def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...]) -> None:
-    """Check scenario files; report every problem with file, line and field."""
+@click.option("-c", "--config", type=click.Path(dir_okay=False, exists=True), help="Also check this project file (and its scenarios).")
+def validate(paths: tuple[str, ...], tool_modules: tuple[str, ...], config: str | None) -> None:
+    """Check scenario files (and a project file); report every problem with file, line and field."""
+    # validate reads only the scenario paths of a project file (and checks all of it)
+    project, merged = _apply_project(config, {"paths": paths}, only=frozenset({"paths"}))
+    paths = merged["paths"]
+    if project is not None:
+        targets = len(project.targets) + (len(project.ollama.tags) if project.ollama else 0)
+        click.echo(f"{project.source} OK ({targets} target(s))")
     scenarios = _load(paths, (), (), tool_modules)
     strata: dict[str, int] = {}
     for sc in scenarios:
@@ -792,14 +923,14 @@ def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str
             seen.add(key)
             table.add_row(key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
                           ", ".join(sc.tags), sc.catches or "")
-        Console().print(table)
-        Console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
+        make_console().print(table)
+        make_console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
                         f"{len(scenarios) - sum(counts.values())} on their own")
         return
     table = Table("id", "family", "strata", "tags", "turns", "catches")
     for sc in scenarios:
         table.add_row(sc.id, sc.family or "", ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
-    Console().print(table)
+    make_console().print(table)
 
 
 @main.command()
@@ -1027,7 +1158,7 @@ def tools_() -> None:
     for domain, tools in sorted(registry.by_domain().items()):
         for tool in tools:
             table.add_row(domain, tool.name, tool.description.splitlines()[0])
-    Console().print(table)
+    make_console().print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

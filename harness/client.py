@@ -9,6 +9,7 @@ httpx client per target: the openai SDK's per-call transform and its import are 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
 import time
@@ -50,6 +51,17 @@ class TargetError(Exception):
 
     The message is one paragraph for a person: what is wrong, where, and what to try.
     """
+
+    exit_code: int = 3
+    """The CLI's exit code: 3 (infrastructure: down, overloaded) unless the input is wrong (2)."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+_BAD_INPUT = 2
 
 
 class ChatClient(Protocol):
@@ -402,6 +414,8 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
                           "Is it running, and are the host and port in base_url right? For llama.cpp start "
                           "`llama-server -m model.gguf --jinja --port 8080` and use http://127.0.0.1:8080/v1.") from None
     ctype = resp.headers.get("content-type", "")
+    if resp.status_code != 200 and not target.base_url.rstrip("/").endswith("/v1"):
+        await _missing_v1(target, resp.status_code, headers, timeout_s)
     if resp.status_code in (401, 403):
         raise TargetError(f"The server at {target.base_url} refused GET /models with HTTP {resp.status_code}: "
                           f"{_clip(error_message(_json_or_text(resp)))}. Set the target's api_key (it is sent as a Bearer token).")
@@ -421,6 +435,20 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
         if isinstance(ident, str):
             out.append({**entry, "id": ident})
     return out
+
+
+async def _missing_v1(target: Target, status: int, headers: dict[str, str], timeout_s: float) -> None:
+    """Raise a bad-input `TargetError` when the same server answers under `/v1` (Ollama, vLLM, llama.cpp all do)."""
+    fixed = target.base_url.rstrip("/") + "/v1"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as http:
+            resp = await http.get(fixed + "/models", headers=headers)
+            data = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        raise TargetError(f"base_url {target.base_url} is missing /v1: GET /models there answered HTTP {status}, "
+                          f"while {fixed}/models lists the models. Use --base-url {fixed}", exit_code=_BAD_INPUT)
 
 
 def _json_or_text(resp: httpx.Response) -> Any:
@@ -457,8 +485,13 @@ async def check_target(target: Target, *, timeout_s: float = 10) -> list[str]:
     entries = await _fetch_models(target, timeout_s=timeout_s)
     ids = [e["id"] for e in entries]
     if not _model_served(target.model, entries, target.provider):
+        if not ids and not target.base_url.rstrip("/").endswith("/v1"):
+            await _missing_v1(target, 200, {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}, timeout_s)
         listed = ", ".join(repr(i) for i in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        close = difflib.get_close_matches(target.model, ids, n=1, cutoff=0.6)
+        # a near miss is a typo; pulling the typo would not help
+        hint = (f"Did you mean {close[0]!r}?" if close else
+                f"Set the model to one of those ids (for Ollama, `ollama pull {target.model}` first).")
         raise TargetError(f"The server at {target.base_url} does not serve the model {target.model!r}; it lists "
-                          f"{listed or 'no models at all'}. Set the target's model to one of those ids "
-                          f"(for Ollama, `ollama pull {target.model}` first).")
+                          f"{listed or 'no models at all'}. {hint}", exit_code=_BAD_INPUT)
     return ids

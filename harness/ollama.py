@@ -7,6 +7,7 @@ the first scenario does not pay the load, and reads `/api/ps` to see whether it 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import time
@@ -328,10 +329,15 @@ def resolve_ollama_targets(
         local = api.list()
         missing = [t for t in tags if _canonical(t) not in local]
         if missing and not pull:
-            have = ", ".join(sorted(m.model for m in local.values())) or "none"
+            names = sorted(m.model for m in local.values())
+            have = ", ".join(names) or "none"
+            # a near miss is a typo, and pulling the typo would not help
+            close = [(t, difflib.get_close_matches(t, names, n=1, cutoff=0.8)) for t in missing]
+            typos = "; ".join(f"did you mean {c[0]!r} for {t!r}?" for t, c in close if c)
             raise OllamaModelError(
                 f"Ollama at {base} does not have {', '.join(repr(t) for t in missing)}; "
-                f"it has: {have}. Pull with `ollama pull <tag>` or pass --pull."
+                f"it has: {have}. " + (f"{typos[0].upper()}{typos[1:]} " if typos else "")
+                + "Pull with `ollama pull <tag>` or pass --pull."
             )
         for tag in missing:
             _say(progress, f"pulling {tag} ...")

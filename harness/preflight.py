@@ -19,7 +19,8 @@ from harness.outcomes import Outcome
 from harness.records import Provenance, Sampling, Target
 from harness.trajectory import Reply
 
-__all__ = ["ProbeReply", "Preflight", "preflight", "confounds"]
+__all__ = ["ProbeReply", "Preflight", "preflight", "confounds", "parameter_count", "served_model_warning", "group_warnings",
+           "settle_warnings", "NO_CALL_WARNING"]
 
 log = structlog.get_logger("harness.preflight")
 
@@ -33,6 +34,9 @@ _COUNT_SAMPLING = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=8)
 _DROPPED_MIN_TOKENS = 8
 _DROPPED_FRACTION = 0.1
 _PARTIAL_FRACTION = 0.25
+
+NO_CALL_WARNING = "asked outright to call"
+"""How the warning of a probe call answered in text begins (`settle_warnings` finds it by this)."""
 
 
 class _Model(BaseModel):
@@ -205,8 +209,11 @@ async def _tool_choice(client: ChatClientLike, found: Preflight, tools: list[dic
         elif found.structured_calls == "server_parse_error":
             found.warnings.append(f"the server failed to parse the model's tool call (HTTP 500): {auto.error}")
         elif found.structured_calls == "no_call" and found.tools_in_prompt is not False:
-            found.warnings.append(f"asked outright to call {name}, the model answered in text: "
-                                  "tool calling may not work on this server or with this build")
+            found.warnings.append(
+                f"{NO_CALL_WARNING} {name}, the model answered in text instead. If the runs below fail with "
+                "missing_call on every build, check the server's tool-call support (llama-server needs --jinja); "
+                "if they make calls, this probe was only a weak model ignoring one request"
+            )
 
     none = await _ask(client, found, "call_none", [_system("D"), beg], tools, "none")
     if none is not None:
@@ -266,3 +273,104 @@ def confounds(provenances: dict[str, Provenance]) -> list[str]:
     from harness.compare import provenance_confounds
 
     return [c.message for c in provenance_confounds(provenances)[0]]
+
+
+# -- what a person is told ------------------------------------------------------------------------
+
+def served_model_warning(target: Target, served: list[str]) -> str | None:
+    """A server that accepted `target.model` but serves something else (llama-server answers any name).
+
+    `served` is what `GET /models` listed. None when the model is among them.
+    """
+    if target.provider == "litellm" or not served:
+        return None
+    wanted = target.model.lower()
+    forms = set()
+    for ident in served:
+        base = ident.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        forms |= {ident.lower(), base, base.removesuffix(".gguf"), ident.lower().removesuffix(":latest")}
+    if wanted in forms:
+        return None
+    which = served[0] if len(served) == 1 else ", ".join(served)
+    return (f"you asked for model {target.model!r}, but the server at {target.base_url} serves {which!r} and answers "
+            f"every request with it whatever the name; reports call it {target.name!r}. If that is not the build "
+            "you meant, point --base-url at the right server")
+
+
+def group_warnings(by_target: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """Each distinct warning once, with the targets it applies to, in first-seen order."""
+    grouped: dict[str, list[str]] = {}
+    for name, warnings in by_target.items():
+        for warning in warnings:
+            names = grouped.setdefault(warning, [])
+            if name not in names:
+                names.append(name)
+    return list(grouped.items())
+
+
+# warnings about whether tool calls can work at all, which a run full of structured calls answers
+_SETTLED_BY_CALLS = (NO_CALL_WARNING, "the GGUF carries no chat template", "the server's chat template dropped the tools")
+
+
+def _structured_calls(records: list[Any]) -> int:
+    return sum(1 for r in records for step in r.trajectory.steps for c in step.reply.tool_calls if c.source == "tool_calls")
+
+
+def settle_warnings(results: Any) -> int:
+    """Soften the preflight's "answered in text" warning of each target whose runs did make tool calls.
+
+    One probe is one request; a run with structured calls shows the server parses them. Changes the
+    provenance in `results` in place (the file keeps what the probe said); returns how many it softened.
+    """
+    softened = 0
+    for name in results.targets():
+        prov = results.provenance(name)
+        calls = _structured_calls(results.for_target(name))
+        if not calls:
+            continue
+        kept = []
+        for warning in prov.warnings:
+            if warning.startswith(_SETTLED_BY_CALLS):
+                softened += 1
+                continue
+            kept.append(warning)
+        if len(kept) != len(prov.warnings):
+            prov.warnings = kept
+            note = (f"a preflight doubt about tool calling was dropped: the runs made {calls} structured tool "
+                    "call(s), so tool calling works on this server")
+            notes = prov.preflight.setdefault("notes", [])
+            if note not in notes:
+                notes.append(note)
+    return softened
+
+
+_SCALE = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def parameter_count(provenance: Provenance) -> str | None:
+    """The parameter count as one comparable label, so two servers' labels of one model agree.
+
+    llama.cpp's GGUF says `270M` (general.size_label) where Ollama says `268.10M`: the exact count
+    both also report (GGUF tensors, Ollama's general.parameter_count) is used first, else the label;
+    either way shown at two significant figures (`270M`). Labels that are not a count (`8x7B`) stay.
+    """
+    import math
+    import re
+
+    gguf = provenance.extra.get("gguf") if isinstance(provenance.extra.get("gguf"), dict) else {}
+    exact = next((v for v in (provenance.extra.get("parameter_count"), gguf.get("parameters"))
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), None)
+    label = provenance.parameter_size
+    count: float | None = float(exact) if exact is not None else None
+    if count is None and label:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*", label, re.IGNORECASE)
+        if match is None:
+            return label
+        count = float(match.group(1)) * _SCALE[match.group(2).upper()]
+    if not count:
+        return label or None
+    rounded = round(count, -int(math.floor(math.log10(count))) + 1)
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if rounded >= scale:
+            return f"{rounded / scale:g}{unit}"
+    return f"{rounded:g}"

@@ -56,3 +56,18 @@ def llama_server(llama_ladder: LlamaLadder, tmp_path: Path) -> Iterator[Callable
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_default():
+    """An in-process CLI run (CliRunner) points structlog at its run's log.jsonl and its own stderr; put it back."""
+    yield
+    from harness import logs
+
+    # a test that closed the log itself leaves nothing to close
+    if logs._file is not None and logs._file.closed:
+        logs._file = None
+    import sys
+
+    if not getattr(sys.stderr, "closed", False):
+        logs.configure_logging()

@@ -93,7 +93,7 @@ class FakeOllama(FakeServer):
         self.route("/v1/models", lambda _: {"object": "list", "data": [
             {"id": m.tag, "object": "model", "created": 1_700_000_000, "owned_by": "library"} for m in self.local.values()]})
         # Go's mux answers unknown paths with a plain-text 404
-        for path in ("/props", "/version"):
+        for path in ("/props", "/version", "/models"):
             self.route(path, Canned(status=404, text="404 page not found"))
         self.responder = self._chat
 

@@ -258,3 +258,37 @@ def test_kv_cache_dtype_is_compared():
 
 def test_one_target_has_no_confounds():
     assert confounds({"only": prov()}) == []
+
+
+# -- what a person is told ------------------------------------------------------------------------
+
+
+def test_the_same_model_on_llama_cpp_and_ollama_has_one_parameter_count():
+    from harness.preflight import parameter_count
+
+    llama = Provenance(server="llama.cpp", parameter_size="270M", extra={"gguf": {"parameters": 268_098_176}})
+    ollama = Provenance(server="ollama", parameter_size="268.10M", extra={"parameter_count": 268_098_176})
+    assert parameter_count(llama) == parameter_count(ollama) == "270M"
+    # labels alone agree too, and a different model still differs
+    assert parameter_count(Provenance(parameter_size="7.62B")) == parameter_count(Provenance(parameter_size="7.6B"))
+    assert parameter_count(Provenance(parameter_size="7B")) != parameter_count(Provenance(parameter_size="8B"))
+    assert parameter_count(Provenance(parameter_size="8x7B")) == "8x7B"
+    assert parameter_count(Provenance()) is None
+
+
+def test_a_server_that_serves_another_model_than_asked_is_named():
+    from harness.preflight import served_model_warning
+
+    asked = Target(name="q4", base_url="http://127.0.0.1:8080/v1", model="qwen2.5-7b")
+    warning = served_model_warning(asked, ["gemma-3-270m-Q4_K_M.gguf"])
+    assert warning is not None and "serves 'gemma-3-270m-Q4_K_M.gguf'" in warning and "'qwen2.5-7b'" in warning
+    assert served_model_warning(asked.model_copy(update={"model": "gemma-3-270m-Q4_K_M"}),
+                                ["/models/gemma-3-270m-Q4_K_M.gguf"]) is None
+    assert served_model_warning(asked.model_copy(update={"model": "llama3"}), ["llama3:latest"]) is None
+
+
+def test_warnings_shared_by_targets_are_grouped_in_first_seen_order():
+    from harness.preflight import group_warnings
+
+    grouped = group_warnings({"a": ["slow", "dropped tools"], "b": ["dropped tools"], "c": ["slow"]})
+    assert grouped == [("slow", ["a", "c"]), ("dropped tools", ["a", "b"])]

@@ -141,3 +141,48 @@ def test_single_run_report_renders(browser, tmp_path):
         assert run.find_element(By.CSS_SELECTOR, ".traj").is_displayed()
     _no_script_ran(browser)
     _screenshot(browser, "report-single.png")
+
+
+def test_few_shot_tool_calls_are_visible_in_the_context(browser, tmp_path):
+    """A scenario's few-shot exchanges are sent as real tool calls; the report shows them, not empty boxes."""
+    from click.testing import CliRunner
+    from selenium.webdriver.common.by import By
+
+    from harness.cli import main
+    from tests.fakeserver import FakeServer, text_reply
+
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "smoke" / "weather_email.yaml"
+    with FakeServer(models=["m"]) as server:
+        server.responder = lambda request: text_reply("I cannot look that up.")
+        result = CliRunner().invoke(main, ["run", str(scenario), "--base-url", server.base_url, "--model", "m",
+                                           "--out", str(tmp_path), "--no-preflight"])
+    assert result.exit_code == 0, result.output
+    browser.get((tmp_path / "report.html").as_uri())
+    [run] = browser.find_elements(By.CSS_SELECTOR, "#failed details.flip")
+    run.find_element(By.TAG_NAME, "summary").click()
+    context = run.find_element(By.CSS_SELECTOR, "details.ctx")
+    context.find_element(By.TAG_NAME, "summary").click()
+    calls = context.find_elements(By.CSS_SELECTOR, ".msg.ctx .call")
+    assert [c.find_element(By.CSS_SELECTOR, "code.tool").text for c in calls][:3] == ["get_weather", "send_email", "get_weather"]
+    assert all(c.is_displayed() for c in calls)
+    assert '"city": "Rome"' in calls[0].text and "bob@example.com" in calls[1].text
+    # no message of the context is an empty box
+    for message in context.find_elements(By.CSS_SELECTOR, ".msg.ctx"):
+        role = message.find_element(By.CSS_SELECTOR, ".role").text
+        assert message.text.strip() != role.strip(), f"empty {role} message in the context"
+    _no_script_ran(browser)
+    browser.execute_script("arguments[0].scrollIntoView()", context)
+    _screenshot(browser, "report-few-shot.png")
+
+
+def test_the_accuracy_table_fits_a_1400_px_window(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    res = ladder(epochs=3)  # every optional column: pass^k, noise, four builds
+    written = write_reports(res, compare(res), tmp_path)
+    browser.set_window_size(1400, 1000)
+    browser.get(written["report.html"].as_uri())
+    box = browser.find_element(By.CSS_SELECTOR, "#accuracy .scroll")
+    assert "pass^k" in box.text and "McNemar" in box.text
+    scroll, client = browser.execute_script("return [arguments[0].scrollWidth, arguments[0].clientWidth]", box)
+    assert scroll <= client, f"the accuracy table is {scroll} px wide in a {client} px box"

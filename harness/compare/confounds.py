@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from harness.compare.models import Confound
+from harness.preflight import parameter_count
 from harness.records import Provenance, Results
 
 __all__ = ["provenance_confounds", "run_confounds"]
@@ -22,7 +23,7 @@ _CONFOUND_FIELDS: list[tuple[str, str, Any]] = [
     ("chat_template", "chat template", lambda p: p.chat_template),
     ("context_length", "context length", lambda p: p.context_length),
     ("family", "model family", lambda p: p.family),
-    ("parameter_size", "parameter count", lambda p: p.parameter_size),
+    ("parameter_size", "parameter count", lambda p: parameter_count(p)),
     ("imatrix", "imatrix calibration data", lambda p: p.imatrix),
     ("requantized_from", "source the quant was made from", lambda p: p.extra.get("requantized_from")),
     ("kv_cache_dtype", "KV cache dtype", lambda p: p.extra.get("kv_cache_dtype")),

@@ -269,7 +269,9 @@ class Cost(_Model):
     latency_p95_ms: float | None = None
     """95th percentile per-request latency."""
     gen_tokens_per_s: float | None = None
-    """Mean generation speed the server reported (`timings.predicted_per_second`), where it did."""
+    """Generation speed: the server's own timings where it reports them, else measured here from usage and latency."""
+    gen_tokens_per_s_source: Literal["server", "client"] | None = None
+    """`server` (e.g. llama.cpp `timings.predicted_per_second`) or `client` (completion tokens / latency, e.g. Ollama)."""
     wall_time_s: float | None = None
     """Sum of the runs' durations (not elapsed time: runs may have overlapped)."""
     prompt_tokens: int = 0

@@ -52,7 +52,9 @@ def llama_provenance(server_url: str, model_path: Path | str, binaries: LlamaBin
     if caps and not caps.get("supports_tools", caps.get("supports_tool_calls", True)):
         warnings.append("the chat template does not render tools: llama-server will ignore `tools`")
     if not meta["has_chat_template"] and not template_name:
-        warnings.append("the GGUF has no chat template and the server's template is not the harness's")
+        warnings.append("the GGUF carries no chat template of its own, so llama-server used one from its command line "
+                        "(--chat-template-file) or its built-in default, and the harness could not tell which; if tool "
+                        "calls fail on every build alike, start llama-server with --jinja --chat-template-file <template>")
 
     extra: dict[str, Any] = {"gguf": meta, "model_ftype": props.get("model_ftype"), "total_slots": props.get("total_slots")}
     if binaries is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -137,6 +138,17 @@ def _sessions(results: Results) -> Markup | None:
              _table(["run id", "started", "targets", "epochs"], rows))
 
 
+def _placement(p: Any) -> Any:
+    """Memory the loaded model takes and how much of it is on the GPU (Ollama's /api/ps)."""
+    if p.memory_bytes is None and p.vram_bytes is None:
+        return "–"
+    if p.memory_bytes and p.vram_bytes is not None:
+        share = p.vram_bytes / p.memory_bytes
+        where = "all in VRAM" if share >= 0.999 else "on the CPU" if p.vram_bytes == 0 else f"{share:.0%} in VRAM"
+        return _two(size(p.memory_bytes), f"{size(p.vram_bytes)} VRAM, {where}", "fail-text" if share < 0.999 else None)
+    return _two(size(p.memory_bytes), f"{size(p.vram_bytes)} VRAM" if p.vram_bytes is not None else None)
+
+
 def _disclosure(comparison: Comparison, results: Results) -> Markup:
     d = comparison.disclosure
     loud = [h("div", h("strong", "Confound: "), c.message, class_="alert fail") for c in d.confounds]
@@ -163,14 +175,15 @@ def _disclosure(comparison: Comparison, results: Results) -> Markup:
         p = t.provenance
         rows.append([h("strong", t.name), t.model or p.model_id or "–", p.quantization or "–",
                      " ".join(x for x in (p.server, p.server_version) if x) or "–", size(p.file_size_bytes),
+                     _placement(p), ", ".join(p.capabilities) or "–",
                      p.context_length or "–", p.chat_template or "–", p.imatrix or "–", t.requantized_from or "–",
                      h("code", p.digest[:16]) if p.digest else "–"])
     metrics = h("details", h("summary", "How each number is computed"),
                 _kv([(k, v) for k, v in d.metrics.items()]), class_="metrics")
     loud += [h("div", h("strong", "Evidence: "), n, class_="alert warn") for n in d.evidence_notes]
     return h("section", h("h2", "Disclosure"), *loud, facts, _sessions(results),
-             h("div", _table(["build", "model", "quant", "server", "file", "context", "chat template", "imatrix",
-                              "requantized from", "digest"], rows), class_="scroll"),
+             h("div", _table(["build", "model", "quant", "server", "file", "memory (VRAM)", "capabilities", "context",
+                              "chat template", "imatrix", "requantized from", "digest"], rows), class_="scroll"),
              metrics, id="disclosure")
 
 
@@ -199,7 +212,8 @@ def _accuracy(comparison: Comparison) -> Markup:
         row: list[Any] = [_two(h("strong", t.name), "reference" if t.is_reference else None), _two(size(t.size_bytes)),
                           _two(rate_text(t.overall), ci_text(t.overall))]
         if with_k:
-            row.append(", ".join(f"^{p.k} {pct(p.value)}" for p in t.pass_hat_k[1:]) or "–")
+            # one value a line: "^2 100.0%" never breaks inside
+            row.append([h("span", f"^{p.k} {pct(p.value)}", class_="sub-line") for p in t.pass_hat_k[1:]] or "–")
         if comparing:
             vs = t.vs_reference
             if vs is None:
@@ -227,7 +241,7 @@ def _accuracy(comparison: Comparison) -> Markup:
                 h("span", f"{c.retries} / {c.infra_errors}", class_="fail-text" if c.infra_errors else None)]
         rows.append(row)
     return h("section", h("h2", "Accuracy and cost"),
-             h("div", _table(head, rows), class_="scroll"),
+             h("div", _table(head, rows, class_="grid compact"), class_="scroll"),
              _accuracy_plot(comparison), _strata(comparison), id="accuracy")
 
 
@@ -276,8 +290,9 @@ def _depth(comparison: Comparison) -> Markup:
         ])
     table = _table(["build"] + [f"step {k}" for k in range(deepest + 1)], rows) if deepest >= 0 else None
     return h("section", h("h2", "Where runs break: survival by step depth"),
-             h("p", "Share of scored runs with no failed step up to and including each expected step; (n✘) runs first failing there.",
-               class_="muted"),
+             h("p", "Kaplan-Meier survival: the estimated share of runs with no failed step up to and including each "
+                    "expected step. A run with fewer expected steps leaves the count when it ends, neither a survivor "
+                    "nor a failure; (n✘) runs first failing there.", class_="muted"),
              _plot(plots.survival_plot(comparison), "Runs still on track after each expected step"),
              h("div", table, class_="scroll"), id="depth")
 
@@ -416,6 +431,29 @@ def _reply(step: Step) -> Markup:
              class_="msg assistant")
 
 
+def _context_message(message: dict[str, Any]) -> Markup:
+    """A message of the prefix (system prompt, few-shot exchanges) as sent: an assistant's calls included."""
+    role = str(message.get("role", "?"))
+    content = message.get("content")
+    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    rendered = []
+    for call in calls:
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                pass
+        rendered.append(h("div", h("div", h("span", "call ", class_="muted"), h("code", fn.get("name") or "?", class_="tool")),
+                          h("pre", clip(as_json(args), _MAX_TEXT)) if args not in (None, "", {}) else None,
+                          class_="call"))
+    label = role + (f" · {message['name']}" if role == "tool" and message.get("name") else "")
+    return h("div", h("div", label, class_="role"),
+             h("pre", clip(as_json(content), _MAX_TEXT)) if content not in (None, "") or not calls else None,
+             *rendered, class_="msg ctx" + (" assistant" if calls else ""))
+
+
 def _trajectory(record: RunRecord | None, title: str) -> Markup:
     if record is None:
         return h("div", h("div", title, class_="traj-head"), h("p", "no record of this run", class_="muted"), class_="traj")
@@ -437,8 +475,7 @@ def _trajectory(record: RunRecord | None, title: str) -> Markup:
     parts: list[Any] = []
     if prefix:
         parts.append(h("details", h("summary", f"system prompt and context ({len(prefix)} message(s))"),
-                       *[h("div", h("div", m.get("role", "?"), class_="role"), h("pre", clip(as_json(m.get("content") or ""), _MAX_TEXT)),
-                           class_="msg ctx") for m in prefix], class_="ctx"))
+                       *[_context_message(m) for m in prefix], class_="ctx"))
     for turn in range(1, turns + 1):
         if turn in turn_text:
             parts.append(h("div", h("div", f"user · turn {turn}", class_="role"), h("div", clip(as_json(turn_text[turn] or ""), _MAX_TEXT),

@@ -50,6 +50,13 @@ table.grid td ul { margin: 0; padding-left: 16px; }
 table.kv th { text-align: left; font-weight: 500; color: var(--muted); padding: 3px 16px 3px 0; vertical-align: top; white-space: nowrap; }
 table.kv td { padding: 3px 0; }
 .scroll { overflow-x: auto; }
+/* the accuracy table has a dozen columns: headers wrap and cells pack so it fits a 1400 px window */
+table.grid.compact th { white-space: normal; min-width: 4.5em; }
+table.grid.compact th, table.grid.compact td { padding: 5px 6px; }
+table.grid.compact { font-size: 13px; }
+.sub-line { display: block; white-space: nowrap; }
+/* a sub-line may wrap here (the delta cell names its paired rates beside its interval) */
+table.grid.compact .sub { white-space: normal; }
 figure { margin: 10px 0; }
 figure img.plot { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 2px; }

@@ -6,6 +6,8 @@ scenario id prints as itself.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -33,8 +35,12 @@ def _rate_style(rate: float | None) -> str:
     return "green" if rate >= 0.9 else "yellow" if rate >= 0.6 else "red"
 
 
-def print_terminal(comparison: Comparison, console: Console, results: Results | None = None) -> None:
-    """Print the verdict, the builds with cost, strata and failing scenarios; `results` adds first failed steps and kinds."""
+def print_terminal(comparison: Comparison, console: Console, results: Results | None = None, *,
+                   shown: Collection[str] = ()) -> None:
+    """Print the verdict, the builds with cost, strata and failing scenarios; `results` adds first failed steps and kinds.
+
+    Warnings in `shown` (`[target] text`, as the disclosure has them) were printed before the run: counted, not repeated.
+    """
     comparing = is_comparison(comparison)
     verdict = comparison.verdict
     if verdict is not None:
@@ -56,8 +62,12 @@ def print_terminal(comparison: Comparison, console: Console, results: Results | 
     d = comparison.disclosure
     for c in d.confounds:
         console.print(Text.assemble(("confound: ", "bold red"), clean(c.message)))
+    repeated = [w for w in d.warnings if w in shown]
     for w in d.warnings:
-        console.print(Text.assemble(("warning: ", "yellow"), clean(w)))
+        if w not in shown:
+            console.print(Text.assemble(("warning: ", "yellow"), clean(w)))
+    if repeated:
+        console.print(Text(f"({len(repeated)} warning(s) printed before the run still apply; all are in the report)", style="dim"))
 
     builds = Table(title="builds", title_justify="left", header_style="bold")
     for col in ["build", "size", "pass@1", "95% CI"] + (["Δ vs ref", "Tango CI (Δ)", "claim", "McNemar mid-p", "flips −/+"] if comparing else []) \
