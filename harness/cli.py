@@ -155,6 +155,9 @@ def _run_opts(f: Any) -> Any:
                      help="Also gate against this fixed summary.json (catches slow slides that nightly diffs miss)."),
         click.option("--gate-alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1),
                      help="False-alarm rate of the gate's scenario-level sign test (1: gate on --max-drop alone)."),
+        click.option("--allow-meaningless", is_flag=True,
+                     help="Exit 0/1 even when the server dropped the tools from the prompt and no run made a tool call "
+                          "(otherwise exit 4: the model never saw the tools)."),
         click.option("--fail-under", "fail_under", multiple=True,
                      help="Absolute floor, PERCENT or STRATUM=PERCENT (repeatable): fails even without a baseline."),
         click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here."),
@@ -359,6 +362,7 @@ def _execute(
     pinned_baseline: str | None,
     gate_alpha: float,
     fail_under: tuple[str, ...],
+    allow_meaningless: bool,
     junit: str | None,
     html: str | None,
     markdown: str | None,
@@ -455,7 +459,13 @@ def _execute(
                           + (f"; ruling out {tolerance:g} pts needs at least {need} (see `harness plan`)"
                              if need and need > len(scenarios) else "")
                           + ("; epochs at temperature 0 add no evidence, only a stability check" if epochs > 1 and temperature == 0 else ""))
-        shown = asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        try:
+            shown = asyncio.run(_check_and_probe(targets, provenance, scenarios, config, no_preflight, timeout, console))
+        except HarnessError as exc:
+            if exc.exit_code == ExitCode.INFRA:
+                # CI publishing steps still get a summary and a JUnit file that say what happened
+                _write_infra_reports(run_dir, exc.format_message(), junit=junit, markdown=markdown)
+            raise
         in_flight = _concurrency(targets, provenance, concurrency, console)
         config.concurrency = max(in_flight.values())
 
@@ -482,7 +492,8 @@ def _execute(
             )
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
-                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors, shown=shown)
+                       pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors, shown=shown,
+                       allow_meaningless=allow_meaningless)
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / "results.jsonl").exists():
             console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
@@ -632,13 +643,37 @@ async def _maybe_async(value: Any) -> Any:
     return value
 
 
+def _write_infra_reports(run_dir: Path, message: str, *, junit: str | None, markdown: str | None) -> None:
+    """summary.md and junit.xml for a run that never started because a server was down."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    from harness.scrub import redact
+
+    message = redact(message)
+    summary = f"## ⚠️ agentic-harness: infrastructure error, nothing was run\n\n{message}\n\nExit code 3 (INFRA): not a model regression.\n"
+    xml = ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites name="agentic-harness" tests="1" errors="1" failures="0">'
+           '<testsuite name="server check" tests="1" errors="1" failures="0"><testcase classname="server check" '
+           f'name="targets reachable"><error type="infra_error" message={quoteattr(message[:500])}>{escape(message)}</error>'
+           '</testcase></testsuite></testsuites>\n')
+    targets = [(run_dir / "summary.md", summary), (run_dir / "junit.xml", xml)]
+    targets += [(Path(markdown), summary)] if markdown else []
+    targets += [(Path(junit), xml)] if junit else []
+    for path, text in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
 def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | None, tolerance: float | None,
             critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
             markdown: str | None, json_out: bool, pinned_baseline: str | None = None, gate_alpha: float = 0.05,
-            floors: dict[str, float] | None = None, shown: set[str] | frozenset[str] = frozenset()) -> int:
+            floors: dict[str, float] | None = None, shown: set[str] | frozenset[str] = frozenset(),
+            allow_meaningless: bool = False) -> int:
     from harness import report
     from harness.compare import compare_runs, summarize_run
-    from harness.preflight import settle_warnings
+    from harness.preflight import meaningless_targets, settle_warnings
+
+    # decided before the warnings are settled: a run with structured calls is never meaningless
+    meaningless = meaningless_targets(results)
 
     # a probe's doubt that tool calls work is moot once the runs made some
     settle_warnings(results)
@@ -669,8 +704,19 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
         else:
             gate_lines.append("### ✅ Absolute floors (--fail-under): every target at or above "
                               + ", ".join(f"{k} {v:g}%" for k, v in floors.items()) + "\n")
+    useless = ""
+    if meaningless:
+        useless = (f"{', '.join(meaningless)}: the server dropped the tools from the prompt (preflight: prompt tokens "
+                   "did not grow with the tools) and no run made a structured tool call, so the model never saw what "
+                   "it was graded on. Fix the chat template (llama-server needs --jinja and a template with tools)"
+                   + ("" if allow_meaningless else "; --allow-meaningless accepts the run anyway"))
+        gate_lines.insert(0, f"### {'⚠️' if allow_meaningless else '❌'} Meaningless run\n\n{useless}\n")
+        if not allow_meaningless:
+            code = ExitCode.MEANINGLESS
     gate_markdown = "".join(g.to_markdown() + "\n" for g in gate_results) + "".join(gate_lines)
     gate_html = [(g.passed, f"against {g.baseline_path}: {g.message}") for g in gate_results]
+    if useless:
+        gate_html.insert(0, (allow_meaningless, "meaningless run: " + useless))
     if floors:
         gate_html.append((not under, "absolute floors: " + ("; ".join(under) if under else "every target at or above "
                                                              + ", ".join(f"{k} {v:g}%" for k, v in floors.items()))))
@@ -1036,9 +1082,11 @@ def schema(out: str | None, check: bool) -> None:
 @click.option("--merge", "merge_runs", is_flag=True,
               help="Sessions that ran the same scenarios (two nights): keep the last result of each, and say so.")
 @click.option("--apart", is_flag=True, help="Sessions that ran the same scenarios: report each run's targets as NAME@RUN_ID.")
+@click.option("--allow-meaningless", is_flag=True, help="Do not exit 4 when the tools never reached the prompt.")
 @click.option("--json", "json_out", is_flag=True)
 def report(results_paths: tuple[str, ...], reference: str | None, tolerance: float | None, critical: tuple[str, ...],
-           out_dir: str | None, baseline: str | None, max_drop: float, merge_runs: bool, apart: bool, json_out: bool) -> None:
+           out_dir: str | None, baseline: str | None, max_drop: float, merge_runs: bool, apart: bool,
+           allow_meaningless: bool, json_out: bool) -> None:
     """Rebuild every report from results files alone (shards and resumes of one run merge; nights need --merge or --apart)."""
     from harness.records import ResultsError, RunConfig, read_results
 
@@ -1070,7 +1118,7 @@ def report(results_paths: tuple[str, ...], reference: str | None, tolerance: flo
     console = _console(json_out)
     code = _finish(results, run_dir, console, reference=reference, tolerance=next((t for t in (tolerance, cfg.tolerance) if t is not None), None),
                    critical=list(critical) or cfg.critical_strata, baseline=baseline, max_drop=max_drop,
-                   junit=None, html=None, markdown=None, json_out=json_out)
+                   junit=None, html=None, markdown=None, json_out=json_out, allow_meaningless=allow_meaningless)
     sys.exit(code)
 
 

@@ -12,7 +12,7 @@ __all__ = ["ExitCode"]
 
 
 class ExitCode(IntEnum):
-    """Exit codes a CI job can tell apart (every `harness` command uses these). 4 is reserved."""
+    """Exit codes a CI job can tell apart (every `harness` command uses these)."""
 
     OK = 0
     REGRESSION = 1
@@ -21,5 +21,8 @@ class ExitCode(IntEnum):
     """The baseline (or the current results) cannot be read or compared: a missing file, bad JSON, no shared target."""
     INFRA = 3
     """The server was down or too many runs hit infrastructure errors: the numbers cannot be trusted."""
+    MEANINGLESS = 4
+    """A preflight finding makes the run meaningless: the server dropped the tools from the prompt and no run
+    made a structured tool call, so the model never saw what it was graded on (`--allow-meaningless` to accept)."""
     INTERRUPTED = 130
     """Ctrl-C: finished runs are on disk; `--resume` continues."""

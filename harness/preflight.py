@@ -20,7 +20,7 @@ from harness.records import Provenance, Sampling, Target
 from harness.trajectory import Reply
 
 __all__ = ["ProbeReply", "Preflight", "preflight", "confounds", "parameter_count", "served_model_warning", "group_warnings",
-           "settle_warnings", "NO_CALL_WARNING"]
+           "settle_warnings", "meaningless_targets", "NO_CALL_WARNING"]
 
 log = structlog.get_logger("harness.preflight")
 
@@ -314,6 +314,19 @@ _SETTLED_BY_CALLS = (NO_CALL_WARNING, "the GGUF carries no chat template", "the 
 
 def _structured_calls(records: list[Any]) -> int:
     return sum(1 for r in records for step in r.trajectory.steps for c in step.reply.tool_calls if c.source == "tool_calls")
+
+
+def meaningless_targets(results: Any) -> list[str]:
+    """Targets whose server dropped the tools from the prompt (preflight) and whose runs made no structured call.
+
+    Such a run grades a model that never saw the tools: every number in it says nothing about the model.
+    """
+    out = []
+    for name in results.targets():
+        prov = results.provenance(name)
+        if prov.preflight.get("tools_in_prompt") is False and not _structured_calls(results.for_target(name)):
+            out.append(name)
+    return out
 
 
 def settle_warnings(results: Any) -> int:

@@ -186,3 +186,39 @@ def test_report_keeps_two_nights_apart_unless_told_to_merge(tmp_path):
     assert apart.returncode == 0, apart.stderr
     names = [t["name"] for t in json.loads(apart.stdout)["targets"]]
     assert sorted(names) == ["q4@n1", "q4@n2"]
+
+
+def test_a_run_whose_tools_never_reached_the_prompt_exits_4(tmp_path):
+    from harness.records import Provenance
+    from tests.factories import record, results as make_results
+
+    dropped = {"q4": Provenance(preflight={"tools_in_prompt": False})}
+    res = make_results([record("q4", f"s{i}") for i in range(3)], provenance=dropped)
+    (tmp_path / "results.jsonl").write_text(
+        "\n".join([h.model_dump_json() for h in res.headers] + [r.model_dump_json() for r in res.records]) + "\n")
+    out = harness("report", str(tmp_path / "results.jsonl"), cwd=tmp_path)
+    assert out.returncode == 4, out.stderr + out.stdout
+    assert "never saw what it was graded on" in out.stdout
+    assert "Meaningless run" in (tmp_path / "summary.md").read_text()
+    assert harness("report", str(tmp_path / "results.jsonl"), "--allow-meaningless", cwd=tmp_path).returncode == 0
+    fine = make_results([record("q4", "s0")], provenance={"q4": Provenance(preflight={"tools_in_prompt": True})})
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "results.jsonl").write_text(
+        "\n".join([h.model_dump_json() for h in fine.headers] + [r.model_dump_json() for r in fine.records]) + "\n")
+    assert harness("report", str(tmp_path / "ok" / "results.jsonl"), cwd=tmp_path).returncode == 0
+
+
+def test_a_server_down_at_the_start_still_writes_summary_and_junit(tmp_path, suite):
+    import socket
+    import xml.etree.ElementTree as ET
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    out = harness("run", str(suite), "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "q4", "--no-preflight",
+                  "--out", str(tmp_path / "night"), "--junit", str(tmp_path / "ci" / "junit.xml"), cwd=tmp_path)
+    assert out.returncode == 3, out.stderr + out.stdout
+    summary = (tmp_path / "night" / "summary.md").read_text()
+    assert "infrastructure error, nothing was run" in summary
+    root = ET.parse(tmp_path / "ci" / "junit.xml").getroot()
+    assert root.get("errors") == "1" and root.find(".//error").get("type") == "infra_error"

@@ -194,7 +194,7 @@ def test_gate_result_round_trips_as_json(baseline):
 def test_exit_codes_are_the_documented_contract_and_the_cli_uses_them():
     # CI scripts branch on these numbers: changing one breaks users' pipelines
     assert [(c.name, c.value) for c in ExitCode] == [
-        ("OK", 0), ("REGRESSION", 1), ("BAD_INPUT", 2), ("INFRA", 3), ("INTERRUPTED", 130)]
+        ("OK", 0), ("REGRESSION", 1), ("BAD_INPUT", 2), ("INFRA", 3), ("MEANINGLESS", 4), ("INTERRUPTED", 130)]
     assert cli.ExitCode is ExitCode
 
 
