@@ -90,6 +90,8 @@ class Project(_Model):
     """False-alarm rate of the gate's scenario-level sign test (1: gate on max_drop alone)."""
     fail_under: dict[str, float] = Field(default_factory=dict)
     """Absolute floors in percent: a number (overall) or {overall: 80, tool_selection: 90}."""
+    allow_meaningless: bool | None = None
+    """True: exit 0/1 even when the tools never reached the prompt (as --allow-meaningless; otherwise exit 4)."""
     junit: str | None = None
     html: str | None = None
     markdown: str | None = None
