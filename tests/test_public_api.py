@@ -40,3 +40,15 @@ def test_module_all_lists_its_public_definitions(module_name):
     }
     missing = defined - set(exported)
     assert not missing, f"{module_name} defines public {sorted(missing)} but __all__ does not list them"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    # a package missing from pyproject's list installs fine in editable mode and is absent from a wheel
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "harness").rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    assert "harness.data" in listed
