@@ -188,6 +188,8 @@ def main(ctx: click.Context) -> None:
     # nothing printed may carry a known secret: keys from the environment now, flags' keys and URLs' passwords when read
     scrub.guard_streams()
     scrub.register_env_secrets()
+    # `harness list | head`: the reader leaving ends the output, and the exit code still says what happened
+    protect_stdout()
     # commands that never log skip importing structlog (a third of `validate`'s start-up)
     if ctx.invoked_subcommand in _QUIET_COMMANDS:
         return
@@ -195,8 +197,6 @@ def main(ctx: click.Context) -> None:
 
     # every other command: warnings to stderr, stdout stays clean for --json (run and demo add a log file)
     configure_logging()
-    # `harness list | head`: the reader leaving ends the output, and the exit code still says what happened
-    protect_stdout()
 
 
 _QUIET_COMMANDS = frozenset({"validate", "list", "schema", "tools"})
@@ -682,46 +682,16 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
         comparison = compare_runs(results, reference=reference, tolerance=tolerance, critical_strata=critical or None)
     else:
         comparison = summarize_run(results)
-    code = ExitCode.OK
-    gate_results = []
-    gate_lines: list[str] = []
-    if baseline or pinned_baseline:
-        from harness.gate import gate
+    decision = None
+    if baseline or pinned_baseline or floors or meaningless:
+        from harness.gate import decide
 
-        for path in (p for p in (baseline, pinned_baseline) if p):
-            result = gate(comparison, Path(path), max_drop=max_drop, alpha=gate_alpha)
-            gate_results.append(result)
-            if code == ExitCode.OK:
-                code = ExitCode(int(result.exit_code))
-    if floors:
-        from harness.gate import thresholds
-
-        under = thresholds(comparison, floors)
-        if under:
-            gate_lines.append("### ❌ Absolute floors (--fail-under)\n\n" + "\n".join(f"- {u}" for u in under) + "\n")
-            if code == ExitCode.OK:
-                code = ExitCode.REGRESSION
-        else:
-            gate_lines.append("### ✅ Absolute floors (--fail-under): every target at or above "
-                              + ", ".join(f"{k} {v:g}%" for k, v in floors.items()) + "\n")
-    useless = ""
-    if meaningless:
-        useless = (f"{', '.join(meaningless)}: the server dropped the tools from the prompt (preflight: prompt tokens "
-                   "did not grow with the tools) and no run made a structured tool call, so the model never saw what "
-                   "it was graded on. Fix the chat template (llama-server needs --jinja and a template with tools)"
-                   + ("" if allow_meaningless else "; --allow-meaningless accepts the run anyway"))
-        gate_lines.insert(0, f"### {'⚠️' if allow_meaningless else '❌'} Meaningless run\n\n{useless}\n")
-        if not allow_meaningless:
-            code = ExitCode.MEANINGLESS
-    gate_markdown = "".join(g.to_markdown() + "\n" for g in gate_results) + "".join(gate_lines)
-    gate_html = [(g.passed, f"against {g.baseline_path}: {g.message}") for g in gate_results]
-    if useless:
-        gate_html.insert(0, (allow_meaningless, "meaningless run: " + useless))
-    if floors:
-        gate_html.append((not under, "absolute floors: " + ("; ".join(under) if under else "every target at or above "
-                                                             + ", ".join(f"{k} {v:g}%" for k, v in floors.items()))))
+        decision = decide(comparison, baselines=[p for p in (baseline, pinned_baseline) if p], max_drop=max_drop,
+                          alpha=gate_alpha, floors=floors, meaningless=meaningless, allow_meaningless=allow_meaningless)
+    code = decision.exit_code if decision else ExitCode.OK
     # the gate's answer comes first in summary.md and report.html: it is what the job decided
-    written = report.write_reports(results, comparison, run_dir, gate=gate_html, gate_markdown=gate_markdown)
+    written = report.write_reports(results, comparison, run_dir, gate=decision.lines() if decision else None,
+                                   gate_markdown=decision.to_markdown() if decision else "")
     _redact_files(written.values())
     for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
         if extra:
@@ -729,16 +699,14 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             Path(extra).write_text(Path(written[key]).read_text(encoding="utf-8"), encoding="utf-8")
     if json_out:
         payload = json.loads(comparison.model_dump_json())
-        if gate_results:
-            payload["gate"] = json.loads(gate_results[0].model_dump_json())
-            payload["gates"] = [json.loads(g.model_dump_json()) for g in gate_results]
+        if decision and decision.gates:
+            payload["gate"] = json.loads(decision.gates[0].model_dump_json())
+            payload["gates"] = [json.loads(g.model_dump_json()) for g in decision.gates]
         click.echo(json.dumps(payload, indent=2))
     else:
-        for g in gate_results:
-            colour = "green" if g.passed else "red"
-            console.print(f"[bold {colour}]gate ({g.baseline_path}):[/] {g.message}")
-        for line in gate_lines:
-            console.print(line.strip())
+        for passed, line in (decision.lines() if decision else []):
+            console.print(Text.assemble(("gate: " if passed else "gate failed: ", "bold green" if passed else "bold red"),
+                                        line))
         report.print_terminal(comparison, console, results=results, shown=shown)
         console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
     # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules

@@ -20,7 +20,7 @@ from harness.compare import Comparison, GateRow, GateTable
 from harness.exitcodes import ExitCode
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_MAX_INFRA_SHARE", "ExitCode", "ScenarioChange", "TargetDrop", "GateResult",
-           "BaselineError", "load_baseline", "gate", "parse_thresholds", "thresholds"]
+           "BaselineError", "load_baseline", "gate", "parse_thresholds", "thresholds", "Decision", "decide"]
 
 DEFAULT_ALPHA = 0.05
 """False-alarm rate of the gate's sign test for an unchanged model."""
@@ -361,3 +361,71 @@ def thresholds(current: Comparison, floors: dict[str, float]) -> list[str]:
             elif 100.0 * rate.rate < floor:
                 failures.append(f"{t.name} {key} {100 * rate.rate:.1f}% < {floor:g}% ({rate.passed}/{rate.n} runs)")
     return failures
+
+
+class Decision(_Model):
+    """What a night's job decided, from every check at once: baselines, absolute floors, a meaningless run."""
+
+    exit_code: ExitCode
+    """The first failing check's code (MEANINGLESS first: such a run's numbers say nothing), else OK."""
+    gates: list[GateResult] = Field(default_factory=list)
+    """One per baseline given (last night's, the pinned one)."""
+    floors: dict[str, float] = Field(default_factory=dict)
+    """The absolute floors checked, in percent."""
+    under: list[str] = Field(default_factory=list)
+    """Every floor a target is under."""
+    meaningless: list[str] = Field(default_factory=list)
+    """Targets whose server dropped the tools and whose runs made no structured call."""
+    allow_meaningless: bool = False
+
+    def _useless(self) -> str:
+        if not self.meaningless:
+            return ""
+        return (f"{', '.join(self.meaningless)}: the server dropped the tools from the prompt (preflight: prompt tokens "
+                "did not grow with the tools) and no run made a structured tool call, so the model never saw what "
+                "it was graded on. Fix the chat template (llama-server needs --jinja and a template with tools)"
+                + ("" if self.allow_meaningless else "; --allow-meaningless accepts the run anyway"))
+
+    def _floors_line(self) -> str:
+        return "; ".join(self.under) if self.under else (
+            "every target at or above " + ", ".join(f"{k} {v:g}%" for k, v in self.floors.items()))
+
+    def lines(self) -> list[tuple[bool, str]]:
+        """(passed, one line) per check, for report.html and the terminal."""
+        out: list[tuple[bool, str]] = []
+        if self.meaningless:
+            out.append((self.allow_meaningless, "meaningless run: " + self._useless()))
+        out += [(g.passed, f"against {g.baseline_path}: {g.message}") for g in self.gates]
+        if self.floors:
+            out.append((not self.under, "absolute floors (--fail-under): " + self._floors_line()))
+        return out
+
+    def to_markdown(self) -> str:
+        """Every check as Markdown, to lead summary.md."""
+        parts = []
+        if self.meaningless:
+            parts.append(f"### {'⚠️' if self.allow_meaningless else '❌'} Meaningless run\n\n{self._useless()}\n")
+        parts += [g.to_markdown() + "\n" for g in self.gates]
+        if self.floors:
+            icon = "❌" if self.under else "✅"
+            body = "\n".join(f"- {u}" for u in self.under) if self.under else self._floors_line()
+            parts.append(f"### {icon} Absolute floors (--fail-under)\n\n{body}\n")
+        return "".join(parts)
+
+
+def decide(current: Comparison, *, baselines: list[str], max_drop: float, alpha: float = DEFAULT_ALPHA,
+           floors: dict[str, float] | None = None, meaningless: list[str] | None = None,
+           allow_meaningless: bool = False) -> Decision:
+    """Run every check a night asks for and pick the exit code; empty arguments check nothing (OK)."""
+    gates = [gate(current, Path(b), max_drop=max_drop, alpha=alpha) for b in baselines]
+    under = thresholds(current, floors) if floors else []
+    code = ExitCode.OK
+    if meaningless and not allow_meaningless:
+        code = ExitCode.MEANINGLESS
+    for g in gates:
+        if code == ExitCode.OK:
+            code = g.exit_code
+    if under and code == ExitCode.OK:
+        code = ExitCode.REGRESSION
+    return Decision(exit_code=code, gates=gates, floors=dict(floors or {}), under=under,
+                    meaningless=list(meaningless or []), allow_meaningless=allow_meaningless)
