@@ -9,6 +9,7 @@ makes a run whose scenario has three expected steps, the second graded `wrong_to
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from harness.outcomes import Dimension, Outcome
 from harness.records import Provenance, Results, RunConfig, RunHeader, RunRecord, Sampling, Target
@@ -126,3 +127,11 @@ def results(
         provenance=provenance or {},
     )
     return Results(headers=[header], records=records)
+
+
+def write_results_file(results: Results, path: Path) -> Path:
+    """`results` as a results.jsonl (headers, then records), as a run leaves it; the folder is made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [h.model_dump_json() for h in results.headers] + [r.model_dump_json() for r in results.records]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -30,13 +30,18 @@ turns:
 """
 
 
-@pytest.fixture
-def suite(tmp_path: Path) -> Path:
+def write_suite(tmp_path: Path, count: int) -> Path:
+    """`count` copies of SCENARIO (weather-0, weather-1, ...) in tmp_path/scenarios."""
     folder = tmp_path / "scenarios"
     folder.mkdir()
-    for i in range(3):
+    for i in range(count):
         (folder / f"s{i}.yaml").write_text(SCENARIO.format(id=f"weather-{i}"))
     return folder
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    return write_suite(tmp_path, 3)
 
 
 def model(wrong_on: set[str] = frozenset()):
@@ -166,15 +171,12 @@ def test_nightly_gate_exit_codes(tmp_path, suite):
 
 
 def test_report_keeps_two_nights_apart_unless_told_to_merge(tmp_path):
-    from tests.factories import record, results as make_results
+    from tests.factories import record, results as make_results, write_results_file
 
     for night, steps in (("n1", "ok ok"), ("n2", "ok wrong_tool")):
         res = make_results([record("q4", f"s{i}", steps=steps if i == 0 else "ok ok", run_id=night) for i in range(3)],
                            run_id=night)
-        folder = tmp_path / night
-        folder.mkdir()
-        lines = [h.model_dump_json() for h in res.headers] + [r.model_dump_json() for r in res.records]
-        (folder / "results.jsonl").write_text("\n".join(lines) + "\n")
+        write_results_file(res, tmp_path / night / "results.jsonl")
     files = [str(tmp_path / "n1" / "results.jsonl"), str(tmp_path / "n2" / "results.jsonl")]
     refused = harness("report", *files, "--out", str(tmp_path / "r0"), cwd=tmp_path)
     assert refused.returncode == 2 and "look like separate nights" in refused.stderr + refused.stdout
@@ -190,21 +192,18 @@ def test_report_keeps_two_nights_apart_unless_told_to_merge(tmp_path):
 
 def test_a_run_whose_tools_never_reached_the_prompt_exits_4(tmp_path):
     from harness.records import Provenance
-    from tests.factories import record, results as make_results
+    from tests.factories import record, results as make_results, write_results_file
 
     dropped = {"q4": Provenance(preflight={"tools_in_prompt": False})}
     res = make_results([record("q4", f"s{i}") for i in range(3)], provenance=dropped)
-    (tmp_path / "results.jsonl").write_text(
-        "\n".join([h.model_dump_json() for h in res.headers] + [r.model_dump_json() for r in res.records]) + "\n")
+    write_results_file(res, tmp_path / "results.jsonl")
     out = harness("report", str(tmp_path / "results.jsonl"), cwd=tmp_path)
     assert out.returncode == 4, out.stderr + out.stdout
     assert "never saw what it was graded on" in out.stdout
     assert "Meaningless run" in (tmp_path / "summary.md").read_text()
     assert harness("report", str(tmp_path / "results.jsonl"), "--allow-meaningless", cwd=tmp_path).returncode == 0
     fine = make_results([record("q4", "s0")], provenance={"q4": Provenance(preflight={"tools_in_prompt": True})})
-    (tmp_path / "ok").mkdir()
-    (tmp_path / "ok" / "results.jsonl").write_text(
-        "\n".join([h.model_dump_json() for h in fine.headers] + [r.model_dump_json() for r in fine.records]) + "\n")
+    write_results_file(fine, tmp_path / "ok" / "results.jsonl")
     assert harness("report", str(tmp_path / "ok" / "results.jsonl"), cwd=tmp_path).returncode == 0
 
 

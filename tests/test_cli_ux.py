@@ -16,18 +16,14 @@ from click.testing import CliRunner
 from harness.cli import main
 from tests.fake_ollama import FakeOllama, OllamaModel
 from tests.fakeserver import FakeServer, text_reply, tool_call_reply
-from tests.test_cli import SCENARIO
+from tests.test_cli import SCENARIO, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    folder = tmp_path / "scenarios"
-    folder.mkdir()
-    for i in range(2):
-        (folder / f"s{i}.yaml").write_text(SCENARIO.format(id=f"weather-{i}"))
-    return folder
+    return write_suite(tmp_path, 2)
 
 
 def weather_model(*, probe_in_text: bool = False, delay_s: float = 0.0):

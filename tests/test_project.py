@@ -11,16 +11,12 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.project import ProjectError, load_project
 from tests.fakeserver import FakeServer
-from tests.test_cli import SCENARIO, model
+from tests.test_cli import SCENARIO, model, write_suite
 
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    folder = tmp_path / "scenarios"
-    folder.mkdir()
-    for i in range(2):
-        (folder / f"s{i}.yaml").write_text(SCENARIO.format(id=f"weather-{i}"))
-    return folder
+    return write_suite(tmp_path, 2)
 
 
 def write(tmp_path: Path, text: str, name: str = "nightly.yaml") -> Path:
