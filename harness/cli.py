@@ -1168,7 +1168,7 @@ def tools_() -> None:
 
     from rich.console import Console
 
-    from tools import registry
+    from harness.tools import registry
 
     table = Table("domain", "tool", "description")
     for domain, tools in sorted(registry.by_domain().items()):

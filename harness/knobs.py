@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from harness.scenario import Difficulty, FewShotMessage, Scenario
-from tools import MockTool, registry
+from harness.tools import MockTool, registry
 
 __all__ = [
     "KNOB_NAMES",

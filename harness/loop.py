@@ -22,8 +22,8 @@ from harness.outcomes import Outcome
 from harness.records import Sampling
 from harness.scenario import Difficulty, FewShotMessage, InlineTool, Scenario
 from harness.trajectory import Reply, Step, ToolCall, ToolExecution, Trajectory
-from tools import MockTool, World, registry, run_tool
-from tools.base import ToolError
+from harness.tools import MockTool, World, registry, run_tool
+from harness.tools.base import ToolError
 
 __all__ = ["ChatClientLike", "ToolSet", "build_toolset", "few_shot_messages", "run_scenario"]
 

@@ -917,7 +917,7 @@ def _unknown_tool(name: str, known: set[str]) -> str:
 
 def _tool_problems(scenario: Scenario, known_tools: set[str]) -> list[tuple[tuple[Any, ...], str]]:
     """Forbidden tools that exist, and expected arguments that the tool's schema has."""
-    from tools import registry
+    from harness.tools import registry
 
     out: list[tuple[tuple[Any, ...], str]] = []
     inline = {t.name: t.parameters for t in scenario.inline_tools}
@@ -950,7 +950,7 @@ def _tool_problems(scenario: Scenario, known_tools: set[str]) -> list[tuple[tupl
 def _import_tool_modules(docs: list[Any], root: yaml.Node | None, is_list: bool, path: Path,
                          known_tools: set[str] | None) -> list[ScenarioProblem]:
     """Import the `tool_modules` the file names (before tool names are checked); add their tools to `known_tools`."""
-    from tools import ToolModuleError, load_tool_module
+    from harness.tools import ToolModuleError, load_tool_module
 
     problems: list[ScenarioProblem] = []
     for i, doc in enumerate(docs):
@@ -1083,7 +1083,7 @@ def load_scenarios(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    from tools import ToolModuleError, load_tool_module, registry
+    from harness.tools import ToolModuleError, load_tool_module, registry
 
     problems: list[ScenarioProblem] = []
     for spec in tool_modules or []:

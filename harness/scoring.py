@@ -404,7 +404,7 @@ def _forbidden_checks(scenario: Scenario, trajectory: Trajectory) -> list[Check]
 
 
 def _tool_parameters(scenario: Scenario, trajectory: Trajectory) -> dict[str, dict[str, Any]]:
-    from tools import registry
+    from harness.tools import registry
 
     params = {t.name: t.parameters for t in scenario.inline_tools}
     for name in trajectory.offered_tools or scenario.tools:

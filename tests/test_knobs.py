@@ -8,7 +8,7 @@ from harness import knobs
 from harness.loop import run_scenario
 from harness.scenario import Difficulty, Scenario
 from tests.scripted import ScriptedClient, call, calls, text
-from tools import registry
+from harness.tools import registry
 
 
 def scenario(id: str = "knob-test", **over) -> Scenario:

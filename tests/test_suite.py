@@ -17,7 +17,7 @@ import pytest
 from harness.outcomes import Outcome, Stratum
 from harness.scenario import AnswerStep, AnyOrderStep, AskStep, CallStep, Difficulty, Scenario, load_scenarios
 from harness.selfcheck import OracleClient, replay, selfcheck_scenario
-from tools import registry
+from harness.tools import registry
 
 ROOT = Path(__file__).resolve().parents[1] / "scenarios"
 SUITE = [p for p in sorted(ROOT.iterdir()) if p.is_dir() and p.name != "smoke"]

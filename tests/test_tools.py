@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft202012Validator
 
-from tools import ToolError, World, registry, run_tool
+from harness.tools import ToolError, World, registry, run_tool
 
 TOOLS = registry.all()
 
@@ -340,7 +340,7 @@ def test_directory_lookup_accepts_a_team_named_the_way_people_say_it():
 
 USER_TOOLS = '''
 """Inventory tools of my own shop."""
-from tools import ToolError, World, mock_tool
+from harness.tools import ToolError, World, mock_tool
 
 
 @mock_tool
@@ -374,7 +374,7 @@ turns:
 
 @pytest.fixture
 def clean_registry():
-    from tools import base
+    from harness.tools import base
 
     tools_before, loaded_before = dict(base.registry._tools), dict(base._LOADED)
     yield
@@ -413,7 +413,7 @@ def test_tools_module_flag_and_a_broken_module_named_at_its_line(tmp_path, clean
     result = CliRunner().invoke(main, ["validate", str(scenario), "--tools-module", str(tmp_path / "inventory.py")])
     assert result.exit_code == 0, result.output
     # a tool without a docstring is refused, naming the module and where the file names it
-    (tmp_path / "bad.py").write_text("from tools import mock_tool\n\n@mock_tool\ndef nodoc(world, x: int) -> int:\n    return x\n")
+    (tmp_path / "bad.py").write_text("from harness.tools import mock_tool\n\n@mock_tool\ndef nodoc(world, x: int) -> int:\n    return x\n")
     (scenario / "s.yaml").write_text(USER_SCENARIO.replace("mytools/inventory.py", "../bad.py"))
     result = CliRunner().invoke(main, ["validate", str(scenario)])
     flat = " ".join(result.output.split())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from tools.base import ToolError
+from .base import ToolError
 
 
 def parse_date(value: str, field: str) -> date:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.base import ToolError, World, mock_tool
+from .base import ToolError, World, mock_tool
 
 
 @mock_tool

@@ -10,7 +10,7 @@ import fnmatch
 import posixpath
 from typing import Literal
 
-from tools.base import ToolError, World, mock_tool
+from .base import ToolError, World, mock_tool
 
 
 def _files(world: World) -> dict:

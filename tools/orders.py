@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.base import ToolError, World, mock_tool
+from .base import ToolError, World, mock_tool
 
 OrderStatus = Literal["pending", "shipped", "delivered", "cancelled", "returned"]
 

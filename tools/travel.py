@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools._iso import parse_date
-from tools.base import ToolError, World, mock_tool
+from ._iso import parse_date
+from .base import ToolError, World, mock_tool
 
 
 class Passenger(BaseModel):

@@ -12,8 +12,8 @@ import statistics
 from datetime import timedelta
 from typing import Literal
 
-from tools._iso import parse_date
-from tools.base import ToolError, World, mock_tool
+from ._iso import parse_date
+from .base import ToolError, World, mock_tool
 
 Unit = Literal["m", "km", "mi", "ft", "in", "cm", "kg", "g", "lb", "oz", "l", "ml", "gal", "c", "f", "k"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tools.base import ToolError, World, mock_tool
+from .base import ToolError, World, mock_tool
 
 
 def _city(world: World, city: str) -> dict:
