@@ -500,7 +500,7 @@ def _wanted(category: str, only: str | None) -> bool:
 class BFCLImport(BaseModel):
     """What reading BFCL files gave: the scenarios, per question file, and the entries left out."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
     files: dict[str, list[Scenario]] = {}
     """Question file path -> the scenarios made from its entries, in file order."""

@@ -62,7 +62,7 @@ _PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class MultiTurnEntry(_Model):

@@ -35,7 +35,7 @@ CACHE_VERSION = 1
 class TargetIdentity(BaseModel):
     """What makes one build behind one server give the replies it gives."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     model: str
     """The model id sent in requests."""

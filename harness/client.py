@@ -2,8 +2,11 @@
 
 Infrastructure errors (connection, timeout, 502/503/504, 429, other 500s) are retried with
 backoff; everything else, model failures included, comes back as a `Reply` with its outcome set.
-The OpenAI-compatible route posts the body it built, serialised once per step, over one keep-alive
-httpx client per target: the openai SDK's per-call transform and its import are not on the hot path.
+The OpenAI-compatible route posts the body it built, serialised once per step, over one aiohttp
+session per target (keep-alive, a connection per request in flight): neither the openai SDK's per-call
+transform nor httpx's per-request cost (2.7 ms of CPU against aiohttp's 0.35 ms at 32 in flight,
+benchmarks/overhead.py) is on the hot path, nor httpx's import before the first request (the target check
+uses aiohttp too; httpx serves the server identification in harness.servers and the Ollama client).
 """
 
 from __future__ import annotations
@@ -207,72 +210,101 @@ class _Client:
 
 
 class OpenAIChatClient(_Client):
-    """`POST {base_url}/chat/completions` over the target's own keep-alive connections (one per request in flight).
+    """`POST {base_url}/chat/completions` over the target's own aiohttp session (keep-alive, one connection per request in flight).
 
     The body goes out exactly as `build_request` made it (built once per step), so the record of
     what was sent is that body, not a re-parse of the wire bytes.
     The openai SDK is not used here: its per-call request transform, response model and retry
     wrapper cost more than the rest of a step on a fast server (see benchmarks/overhead.py).
+    Redirects are not followed and proxies come from the environment (HTTP(S)_PROXY, NO_PROXY), as with httpx.
     """
 
     def __init__(self, target: Target, **kwargs: Any):
         super().__init__(target, **kwargs)
-        self._url = target.base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"Authorization": f"Bearer {target.api_key or 'sk-none'}", "Content-Type": "application/json"}
-        # keep-alive connections, each used by one request at a time and handed back to this free
-        # list: httpcore's own pool scans (and polls) every connection on every request, which at
-        # 32 in flight cost more CPU than the rest of a step (benchmarks/overhead.py --sweep)
-        self._idle: list[httpx.AsyncClient] = []
-        self._open: list[httpx.AsyncClient] = []
+        self._url, basic = _split_userinfo(target.base_url.rstrip("/") + "/chat/completions")
+        # credentials in the URL (a proxy in front of the server) go as Basic auth in place of the key, as httpx sends them
+        auth = f"Basic {basic}" if basic else f"Bearer {target.api_key or 'sk-none'}"
+        self._headers = {"Authorization": auth, "Content-Type": "application/json"}
         self._tls = _tls_context(target.base_url)
+        self._http: Any = None  # made on the first request, inside the event loop that runs it
 
-    def _connection(self) -> httpx.AsyncClient:
-        if self._idle:
-            return self._idle.pop()
-        http = httpx.AsyncClient(timeout=self.timeout_s, verify=self._tls,
-                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-        self._open.append(http)
-        return http
+    def _session(self) -> Any:
+        import aiohttp
+
+        if self._http is None or self._http.closed:
+            # no pool cap: the runner's semaphore bounds the requests in flight, each on its own connection
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._tls if self._tls is not False else True),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s),
+                trust_env=True,
+            )
+        return self._http
 
     async def _attempt(self, body: dict[str, Any]) -> Reply:
+        import aiohttp
+
         sent = _snapshot(body)
         content = pydantic_core.to_json(body, fallback=str)
         started = time.perf_counter()
-        http = self._connection()
         try:
-            resp = await http.post(self._url, content=content, headers=self._headers)
-        except httpx.TimeoutException as exc:
+            async with self._session().post(self._url, data=content, headers=self._headers,
+                                            allow_redirects=False) as resp:
+                raw = await resp.read()
+                status, headers, charset = resp.status, resp.headers, resp.charset
+        except TimeoutError as exc:  # aiohttp's read and connect timeouts are TimeoutErrors
             raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"no reply from {self.target.base_url} within {self.timeout_s:g}s (timeout)")) from exc
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            # refused, reset, a server that hung up, bytes that are not HTTP, or a URL aiohttp refuses
             raise _Transient(Reply(outcome=Outcome.INFRA_ERROR, request=sent,
                                    error=f"connection to {self.target.base_url} failed: {_cause(exc)}")) from exc
-        finally:
-            self._idle.append(http)
         latency_ms = (time.perf_counter() - started) * 1000
-        text = resp.text
-        if resp.status_code >= 400:
-            return _status_failure(resp.status_code, text, sent, self.target, retry_after=_retry_after(resp.headers))
+        text = _decode(raw, charset)
+        if status >= 400:
+            return _status_failure(status, text, sent, self.target, retry_after=_retry_after(headers))
         try:
             # bounded: a 5000-digit number or JSON nested 100k deep is a bad body, not a crash
             data = load_json(text)
         except ValueError as exc:
-            ctype = resp.headers.get("content-type", "?")
+            ctype = headers.get("content-type", "?")
             why = "is not JSON" if isinstance(exc, json.JSONDecodeError) else f"cannot be read ({exc})"
-            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=resp.status_code, latency_ms=latency_ms,
+            return Reply(outcome=Outcome.INFRA_ERROR, request=sent, status_code=status, latency_ms=latency_ms,
                          response={"raw_text": cap_text(text, _BODY_LIMIT)},
-                         error=f"HTTP {resp.status_code} from {self.target.base_url} {why} ({ctype}): "
+                         error=f"HTTP {status} from {self.target.base_url} {why} ({ctype}): "
                                f"{_clip(text)!r}; is this an OpenAI-compatible endpoint (base_url usually ends in /v1)?")
         reply = normalize_reply(data, max_tokens=body.get("max_tokens"))
         # plain assignment: a model_copy per step costs more than the rest of this function
-        reply.request, reply.status_code, reply.latency_ms = sent, resp.status_code, latency_ms
+        reply.request, reply.status_code, reply.latency_ms = sent, status, latency_ms
         return reply
 
     async def aclose(self) -> None:
-        for http in self._open:
-            await http.aclose()
-        self._open.clear()
-        self._idle.clear()
+        if self._http is not None and not self._http.closed:
+            await self._http.close()
+        self._http = None
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """`url` without its `user:password@`, and that userinfo as a Basic credential (None when there is none)."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return urlunsplit(parts._replace(netloc=netloc)), base64.b64encode(pair.encode()).decode()
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    """The body as text: its declared charset, else UTF-8; bytes that do not decode become U+FFFD (as httpx does)."""
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
 
 
 class LiteLLMChatClient(_Client):
@@ -399,35 +431,50 @@ def _clip(text: str | None, limit: int = 300) -> str:
 # --- target checks ----------------------------------------------------------------------------
 
 
+async def _get(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int, str, str]:
+    """One GET: status, content type, body text. Raises TimeoutError, or aiohttp.ClientError/OSError/ValueError
+    when no HTTP answer came. aiohttp, like the hot path: httpx's import is not paid before the first request."""
+    import aiohttp
+
+    url, basic = _split_userinfo(url)
+    if basic:
+        headers = {**headers, "Authorization": f"Basic {basic}"}
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:
+        async with http.get(url, headers=headers, allow_redirects=False, ssl=_tls_context(url)) as resp:
+            raw = await resp.read()
+            return resp.status, resp.headers.get("content-type", ""), _decode(raw, resp.charset)
+
+
 async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, Any]]:
     """`GET {base_url}/models` as a list of model entries (each with an `id`); raises `TargetError`."""
+    import aiohttp
+
     url = target.base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, verify=_verify(target.base_url)) as http:
-            resp = await http.get(url, headers=headers)
-    except httpx.TimeoutException:
+        status, ctype, text = await _get(url, headers, timeout_s)
+    except TimeoutError:
         raise TargetError(f"The server at {target.base_url} did not answer GET /models within {timeout_s:g}s. "
                           "It may still be loading the model or be overloaded; wait and try again, or raise the timeout.") from None
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         raise TargetError(f"Cannot reach the server at {target.base_url}: {_cause(exc)}. "
                           "Is it running, and are the host and port in base_url right? For llama.cpp start "
                           "`llama-server -m model.gguf --jinja --port 8080` and use http://127.0.0.1:8080/v1.") from None
-    ctype = resp.headers.get("content-type", "")
-    if resp.status_code != 200 and not target.base_url.rstrip("/").endswith("/v1"):
-        await _missing_v1(target, resp.status_code, headers, timeout_s)
-    if resp.status_code in (401, 403):
-        raise TargetError(f"The server at {target.base_url} refused GET /models with HTTP {resp.status_code}: "
-                          f"{_clip(error_message(_json_or_text(resp)))}. Set the target's api_key (it is sent as a Bearer token).")
-    if resp.status_code != 200:
-        raise TargetError(f"GET {url} returned HTTP {resp.status_code} ({ctype or 'no content type'}): {_clip(resp.text)!r}. "
+    if status != 200 and not target.base_url.rstrip("/").endswith("/v1"):
+        await _missing_v1(target, status, headers, timeout_s)
+    if status in (401, 403):
+        raise TargetError(f"The server at {target.base_url} refused GET /models with HTTP {status}: "
+                          f"{_clip(error_message(_json_or_text(text)))}. Set the target's api_key (it is sent as a Bearer token).")
+    if status != 200:
+        raise TargetError(f"GET {url} returned HTTP {status} ({ctype or 'no content type'}): {_clip(text)!r}. "
                           "This does not look like an OpenAI-compatible API; base_url usually ends in /v1 "
                           "(e.g. http://127.0.0.1:8080/v1 for llama.cpp, http://127.0.0.1:11434/v1 for Ollama).")
-    data = _json_or_text(resp)
+    data = _json_or_text(text)
     entries = data.get("data", data.get("models")) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise TargetError(f"GET {url} answered, but not like an OpenAI-compatible server: expected JSON "
-                          f'{{"data": [{{"id": ...}}]}}, got {ctype or "no content type"}: {_clip(resp.text)!r}. '
+                          f'{{"data": [{{"id": ...}}]}}, got {ctype or "no content type"}: {_clip(text)!r}. '
                           "Check base_url; it usually ends in /v1.")
     out = []
     for entry in entries:
@@ -439,23 +486,24 @@ async def _fetch_models(target: Target, *, timeout_s: float) -> list[dict[str, A
 
 async def _missing_v1(target: Target, status: int, headers: dict[str, str], timeout_s: float) -> None:
     """Raise a bad-input `TargetError` when the same server answers under `/v1` (Ollama, vLLM, llama.cpp all do)."""
+    import aiohttp
+
     fixed = target.base_url.rstrip("/") + "/v1"
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as http:
-            resp = await http.get(fixed + "/models", headers=headers)
-            data = resp.json() if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        code, _, text = await _get(fixed + "/models", headers, timeout_s)
+        data = load_json(text) if code == 200 else None
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         raise TargetError(f"base_url {target.base_url} is missing /v1: GET /models there answered HTTP {status}, "
                           f"while {fixed}/models lists the models. Use --base-url {fixed}", exit_code=_BAD_INPUT)
 
 
-def _json_or_text(resp: httpx.Response) -> Any:
+def _json_or_text(text: str) -> Any:
     try:
-        return load_json(resp.text)
+        return load_json(text)
     except ValueError:
-        return resp.text
+        return text
 
 
 def _model_served(wanted: str, entries: list[dict[str, Any]], provider: str) -> bool:

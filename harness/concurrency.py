@@ -24,7 +24,7 @@ MAX_CONCURRENCY = 64
 class Concurrency(BaseModel):
     """How many scenarios run at once against one target, and why."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
     target: str
     """The target's name."""

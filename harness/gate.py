@@ -30,7 +30,7 @@ DEFAULT_MAX_INFRA_SHARE = 0.2
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class ScenarioChange(_Model):

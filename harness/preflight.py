@@ -40,7 +40,7 @@ NO_CALL_WARNING = "asked outright to call"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class ProbeReply(_Model):

@@ -26,7 +26,7 @@ _PATH_KEYS = ("scenarios", "out", "baseline", "pinned_baseline", "junit", "html"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class ProjectTarget(_Model):

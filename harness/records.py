@@ -49,7 +49,10 @@ SCHEMA_VERSION = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    # the fields' docstrings document them in the code; pydantic is not asked to read them
+    # (`use_attribute_docstrings` parses each class's source at import, about 5 ms a class): only the
+    # scenario models, whose JSON Schema is published, carry them into descriptions
+    model_config = ConfigDict()
 
 
 class Sampling(_Model):
@@ -265,12 +268,15 @@ def _bounded(record: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _line(model: BaseModel) -> str:
-    """The JSON line stored for `model`: capped when large, always redacted."""
-    line = model.model_dump_json()
+def _line(model: BaseModel) -> tuple[str, bool]:
+    """The JSON line stored for `model`: capped when large, always redacted; and whether it is the
+    model's own dump unchanged (neither capped nor redacted), so that the model stands for what is stored."""
+    plain = model.model_dump_json()
+    line = plain
     if len(line) > _LINE_SOFT_LIMIT:
         line = json.dumps(_bounded(model.model_dump(mode="json")), ensure_ascii=False)
-    return scrub.redact(line)
+    line = scrub.redact(line)
+    return line, line == plain
 
 
 class ResultsWriter:
@@ -305,20 +311,26 @@ class ResultsWriter:
             self.fsyncs += 1
         os.fsync(fd)
 
-    def _write(self, model: BaseModel) -> None:
-        line = _line(model) + "\n"
+    def _write(self, model: BaseModel) -> tuple[str, bool]:
+        line, plain = _line(model)
         with self._lock:
             # one write call per line: a crash tears at most this line, never an earlier one
-            self._fh.write(line)
+            self._fh.write(line + "\n")
             self._fh.flush()
             self._dirty = True
+        return line, plain
 
-    def header(self, header: RunHeader) -> None:
-        self._write(header)
-        self._sync()  # the header names the run: on disk before any request is made
+    def header(self, header: RunHeader) -> RunHeader:
+        """Write the header (synced before returning: it names the run); returns it as stored."""
+        line, plain = self._write(header)
+        self._sync()
+        return header if plain else RunHeader.model_validate_json(line)
 
-    def record(self, record: RunRecord) -> None:
-        self._write(record)
+    def record(self, record: RunRecord) -> RunRecord:
+        """Append a record; returns it as stored, the very object unless capping or redaction changed its line
+        (then the stored line read back), so a run's results need no second read of the file."""
+        line, plain = self._write(record)
+        return record if plain else RunRecord.model_validate_json(line)
 
     def close(self) -> None:
         if self._fh.closed:

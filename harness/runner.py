@@ -103,10 +103,14 @@ def _few(ids: object) -> str:
     return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 
-def _done_keys(path: Path) -> set[tuple[str, str, int, str]]:
+def _previous(path: Path) -> Results:
+    """What a results file already holds (nothing when it is new or empty)."""
     if not path.exists() or path.stat().st_size == 0:
-        return set()
-    results = read_results(path)
+        return Results()
+    return read_results(path)
+
+
+def _done_keys(results: Results) -> set[tuple[str, str, int, str]]:
     return {(r.target, r.scenario_id, r.epoch, r.scenario_hash) for r in results.latest() if not r.score.infra_error}
 
 
@@ -138,10 +142,13 @@ async def run_suite(
     if repair is not None:
         log.warning("results.repaired", path=repair.path, line=repair.line, dropped_bytes=repair.dropped_bytes,
                     added_newline=repair.added_newline, message=repair.message)
-    done = _done_keys(out) if resume else set()
+    # the results come back as the file holds them without reading it again: what was there before,
+    # then this session's header and records as the writer stored them
+    results = _previous(out)
+    done = _done_keys(results) if resume else set()
     header = RunHeader(run_id=run_id, config=config, targets=targets, provenance=provenance or {})
     writer = ResultsWriter(out)
-    writer.header(header)
+    results.headers.append(writer.header(header))
     sampling = config.sampling
     overrides = config.difficulty or None
     try:
@@ -169,7 +176,7 @@ async def run_suite(
                         sc, for_epoch(epoch) if for_epoch else client, target=target.name, sampling=sampling, epoch=epoch, difficulty=merge_difficulty(sc.difficulty, overrides)
                     )
                     score = score_scenario(sc, trajectory)
-                    writer.record(
+                    stored = writer.record(
                         RunRecord(
                             run_id=run_id,
                             target=target.name,
@@ -183,6 +190,7 @@ async def run_suite(
                             score=score,
                         )
                     )
+                    results.records.append(stored)
                     failures += 0 if score.passed else 1
                     log.info(
                         "scenario.done", scenario=sc.id, target=target.name, epoch=epoch,
@@ -199,4 +207,4 @@ async def run_suite(
                     await close()
     finally:
         writer.close()
-    return read_results(out)
+    return results

@@ -14,7 +14,7 @@ __all__ = ["Check", "StepScore", "ScenarioScore"]
 
 
 class _Score(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class Check(_Score):

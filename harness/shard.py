@@ -25,7 +25,7 @@ class ShardError(ValueError):
 class Shard(BaseModel):
     """One of `count` parts of a suite."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     index: int
     """1-based: which part."""

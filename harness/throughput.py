@@ -21,7 +21,7 @@ __all__ = ["Throughput", "generation_speed"]
 class Throughput(BaseModel):
     """Tokens per second of one build's replies, and where the number comes from."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
     tokens_per_s: float | None = None
     """Mean of the server's per-reply figures, or total generated tokens over total latency; None: nothing to go on."""

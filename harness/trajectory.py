@@ -25,7 +25,7 @@ __all__ = [
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class ToolCall(_Record):

@@ -133,3 +133,37 @@ async def test_resume_conflicts_name_every_difference_from_the_run_on_file(tmp_p
     ]
     assert resume_conflicts(old, scs, [Target(name="q4", base_url="http://x/v1", model="m")], config) == [
         "targets: ['t'] then, ['q4'] now"]
+
+
+async def test_the_results_returned_are_the_results_on_file_without_a_second_read(tmp_path, monkeypatch):
+    # a reply carrying a registered secret and one too large for a line are stored changed (redacted, capped):
+    # what run_suite returns must be what the file holds, and the file is read only before the run (resume)
+    from harness import records, runner, scrub
+
+    scrub.add_secret("sk-the-secret-key-123")
+    try:
+        class Leaky(Model):
+            async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+                sid = messages[0]["content"]
+                if messages[-1]["role"] == "tool" and sid == "s1":
+                    return text("18 degrees, key sk-the-secret-key-123")
+                if messages[-1]["role"] == "tool" and sid == "s2":
+                    return text("18 " + "x" * (4 * scrub.CAP_CHARS + 10))
+                return await super().chat(messages, tools, sampling, tool_choice=tool_choice)
+
+        scs = with_ids(scenarios())
+        out = tmp_path / "results.jsonl"
+        target = [Target(name="t", base_url="http://x/v1", model="m")]
+        await run_suite(scs[:1], target, out=out, config=RunConfig(), client_factory=lambda t: Leaky())
+        reads = []
+        real = runner.read_results
+        monkeypatch.setattr(runner, "read_results", lambda p: reads.append(p) or real(p))
+        returned = await run_suite(scs, target, out=out, config=RunConfig(epochs=2), client_factory=lambda t: Leaky())
+        assert len(reads) == 1  # the resume's look at what was there, not a read-back at the end
+        on_file = records.read_results(out)
+        assert returned.model_dump(mode="json") == on_file.model_dump(mode="json")
+        dumped = returned.model_dump_json()
+        assert "sk-the-secret-key-123" not in dumped and "[REDACTED]" in dumped
+        assert len(returned.records) == 1 + 3 * 2 - 1 and len(returned.headers) == 2
+    finally:
+        scrub.clear_secrets()

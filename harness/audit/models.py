@@ -18,7 +18,7 @@ class AuditError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 # -- the plan -----------------------------------------------------------------------------------

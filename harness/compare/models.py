@@ -46,7 +46,7 @@ ClusterUnit = Literal["scenario", "family"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
 
 class Rate(_Model):

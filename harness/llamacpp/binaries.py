@@ -39,7 +39,7 @@ __all__ = ["LlamaBinaries", "find_llama_binaries", "find_llama_imatrix"]
 class LlamaBinaries(BaseModel):
     """Where the llama.cpp programs are and where they came from."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     server: Path
     """The `llama-server` executable."""

@@ -66,7 +66,7 @@ def assemble_base_model(cache_dir: Path | str | None = None) -> Path:
 class RungInfo(BaseModel):
     """How a ladder rung was made; kept as `<file>.json` next to the GGUF."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
     quant: str
     """The target file type, e.g. `Q3_K_M`."""
