@@ -172,9 +172,13 @@ class _Client:
             reply = exc.reply
             reply = reply.model_copy(update={"error": f"{reply.error} (gave up after {attempts} attempts)"})
         reply = reply.model_copy(update={"attempts": attempts})
-        self._log.info("client.reply", attempts=attempts, status=reply.status_code, outcome=str(reply.outcome),
-                       latency_ms=round(reply.latency_ms) if reply.latency_ms is not None else None,
-                       calls=[c.name for c in reply.tool_calls], error=reply.error)
+        # every reply is in results.jsonl: the log keeps the ones worth a look (retried, failed on the way
+        # in) at info, the rest at debug (written with --verbose)
+        notable = attempts > 1 or reply.outcome is Outcome.INFRA_ERROR
+        emit = self._log.info if notable else self._log.debug
+        emit("client.reply", attempts=attempts, status=reply.status_code, outcome=str(reply.outcome),
+             latency_ms=round(reply.latency_ms) if reply.latency_ms is not None else None,
+             calls=[c.name for c in reply.tool_calls], error=reply.error)
         return reply
 
     def _wait(self, state: RetryCallState) -> float:
@@ -216,7 +220,7 @@ class OpenAIChatClient(_Client):
     what was sent is that body, not a re-parse of the wire bytes.
     The openai SDK is not used here: its per-call request transform, response model and retry
     wrapper cost more than the rest of a step on a fast server (see benchmarks/overhead.py).
-    Redirects are not followed and proxies come from the environment (HTTP(S)_PROXY, NO_PROXY), as with httpx.
+    Redirects are not followed; a proxy comes from the environment (HTTP(S)_PROXY, NO_PROXY), as with httpx.
     """
 
     def __init__(self, target: Target, **kwargs: Any):
@@ -227,16 +231,19 @@ class OpenAIChatClient(_Client):
         self._headers = {"Authorization": auth, "Content-Type": "application/json"}
         self._tls = _tls_context(target.base_url)
         self._http: Any = None  # made on the first request, inside the event loop that runs it
+        self._proxy: tuple[Any, Any] = (None, None)
 
     def _session(self) -> Any:
         import aiohttp
 
         if self._http is None or self._http.closed:
-            # no pool cap: the runner's semaphore bounds the requests in flight, each on its own connection
+            # no pool cap: the runner's semaphore bounds the requests in flight, each on its own connection.
+            # The environment's proxy is looked up once here: aiohttp's trust_env would look it up (and
+            # ~/.netrc) in a worker thread on every request, and those threads fight the loop for the GIL
+            self._proxy = _env_proxy(self._url)
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ssl=self._tls if self._tls is not False else True),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s),
-                trust_env=True,
             )
         return self._http
 
@@ -247,8 +254,8 @@ class OpenAIChatClient(_Client):
         content = pydantic_core.to_json(body, fallback=str)
         started = time.perf_counter()
         try:
-            async with self._session().post(self._url, data=content, headers=self._headers,
-                                            allow_redirects=False) as resp:
+            async with self._session().post(self._url, data=content, headers=self._headers, allow_redirects=False,
+                                            proxy=self._proxy[0], proxy_auth=self._proxy[1]) as resp:
                 raw = await resp.read()
                 status, headers, charset = resp.status, resp.headers, resp.charset
         except TimeoutError as exc:  # aiohttp's read and connect timeouts are TimeoutErrors
@@ -281,6 +288,17 @@ class OpenAIChatClient(_Client):
         if self._http is not None and not self._http.closed:
             await self._http.close()
         self._http = None
+
+
+def _env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy (and its credentials) HTTP(S)_PROXY and NO_PROXY name for `url`; (None, None) for none."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
 
 
 def _split_userinfo(url: str) -> tuple[str, str | None]:
@@ -440,8 +458,10 @@ async def _get(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int
     if basic:
         headers = {**headers, "Authorization": f"Basic {basic}"}
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:
-        async with http.get(url, headers=headers, allow_redirects=False, ssl=_tls_context(url)) as resp:
+    proxy, proxy_auth = _env_proxy(url)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with http.get(url, headers=headers, allow_redirects=False, ssl=_tls_context(url), proxy=proxy,
+                            proxy_auth=proxy_auth) as resp:
             raw = await resp.read()
             return resp.status, resp.headers.get("content-type", ""), _decode(raw, resp.charset)
 

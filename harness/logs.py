@@ -24,7 +24,7 @@ _file: TextIO | None = None
 
 
 class _Tee:
-    """Send each event to the JSON file (all levels) and, above a threshold, to the console."""
+    """Send each event the logger lets through to the JSON file and, above a threshold, to the console."""
 
     def __init__(self, json_out: TextIO | None, console_level: int, console: structlog.dev.ConsoleRenderer):
         self.json_out = json_out
@@ -48,8 +48,12 @@ def _bound(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure_logging(log_file: Path | None = None, *, verbose: bool = False, quiet: bool = False) -> None:
-    """Configure structlog for the CLI: every event as JSON to `log_file`, warnings (or all with
-    `verbose`) to stderr, rendered for people when stderr is a terminal."""
+    """Configure structlog for the CLI: events from info up (all with `verbose`) as JSON to `log_file`,
+    warnings (or all with `verbose`) to stderr, rendered for people when stderr is a terminal.
+
+    Debug events (one per model request) are dropped before any processing unless `verbose`: every
+    request is in results.jsonl already, and rendering and flushing a log line per request cost the
+    event loop more than the request itself on a fast server."""
     global _file
     if _file is not None:
         _file.close()
@@ -68,6 +72,7 @@ def configure_logging(log_file: Path | None = None, *, verbose: bool = False, qu
             _bound,
             _Tee(_file, console_level, renderer),
         ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if verbose else logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )

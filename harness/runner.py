@@ -151,13 +151,15 @@ async def run_suite(
     results.headers.append(writer.header(header))
     sampling = config.sampling
     overrides = config.difficulty or None
+    # hashed once: a scenario's hash dumps and hashes the whole scenario
+    hashes = {id(sc): sc.content_hash for sc in scenarios}
     try:
         for target in targets:
             todo = [
                 (sc, epoch)
                 for epoch in range(config.epochs)
                 for sc in scenarios
-                if (target.name, sc.id, epoch, sc.content_hash) not in done
+                if (target.name, sc.id, epoch, hashes[id(sc)]) not in done
             ]
             task = progress.add_task(target.name, total=len(todo), status="") if progress else None
             if not todo:
@@ -181,7 +183,7 @@ async def run_suite(
                             run_id=run_id,
                             target=target.name,
                             scenario_id=sc.id,
-                            scenario_hash=sc.content_hash,
+                            scenario_hash=hashes[id(sc)],
                             strata=[str(s) for s in sc.strata],
                             tags=sc.tags,
                             family=sc.family,

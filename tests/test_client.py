@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -297,6 +298,9 @@ async def test_an_error_inside_a_200_body_is_classified_by_its_message(fake_serv
 
 
 async def test_structlog_events_carry_the_context(fake_server):
+    import structlog
+
+    structlog.reset_defaults()  # every level: an earlier CLI test may have configured the log at info
     fake_server.enqueue(unavailable_503(), text_reply("ok"))
     with capture_logs() as logs:
         async with client(fake_server) as c:
@@ -306,6 +310,8 @@ async def test_structlog_events_carry_the_context(fake_server):
     retry, reply = logs[1], logs[3]
     assert retry["status"] == 503 and retry["attempt"] == 1 and retry["model"] == "test-model"
     assert reply["outcome"] == "ok" and reply["attempts"] == 2 and reply["status"] == 200 and reply["latency_ms"] >= 0
+    # a retried reply is worth a look (info, in the log file by default); a plain one is debug (--verbose)
+    assert [e["log_level"] for e in logs] == ["debug", "warning", "debug", "info"]
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -414,3 +420,34 @@ async def test_an_unreadable_or_hostile_body_is_a_recordable_reply(fake_server, 
     reply = await ask(fake_server, canned, retries=0)
     assert reply.outcome is outcome and reply.error
     assert Reply.model_validate_json(reply.model_dump_json()).error == reply.error
+
+
+async def test_a_plain_reply_is_logged_at_debug_and_the_cli_log_drops_it_unless_verbose(fake_server, tmp_path):
+    from harness.logs import configure_logging
+
+    for verbose in (False, True):
+        log_file = tmp_path / f"log-{verbose}.jsonl"
+        configure_logging(log_file, verbose=verbose, quiet=True)
+        fake_server.enqueue(text_reply("ok"))
+        async with client(fake_server) as c:
+            await c.chat(MESSAGES, [WEATHER], SAMPLING)
+        configure_logging(None, quiet=True)
+        events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+        assert ("client.reply" in events) is verbose, events
+
+
+async def test_a_proxy_named_in_the_environment_carries_the_requests(fake_server, monkeypatch):
+    # looked up once per target (not per request, in a thread); NO_PROXY is honoured
+    monkeypatch.setenv("HTTP_PROXY", fake_server.root_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fake_server.enqueue(text_reply("via the proxy"))
+    behind = Target(name="t", base_url="http://model-host.invalid:9/v1", model="test-model")
+    async with make_client(behind, timeout_s=5.0, retries=0) as c:
+        reply = await c.chat(MESSAGES, [WEATHER], SAMPLING)
+    assert reply.outcome is Outcome.OK and reply.content == "via the proxy"
+    assert fake_server.requests[-1].path == "http://model-host.invalid:9/v1/chat/completions"
+    monkeypatch.setenv("NO_PROXY", "model-host.invalid")
+    async with make_client(behind, timeout_s=5.0, retries=0) as c:
+        reply = await c.chat(MESSAGES, [WEATHER], SAMPLING)
+    assert reply.outcome is Outcome.INFRA_ERROR and "model-host.invalid" in reply.error
