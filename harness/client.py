@@ -18,7 +18,6 @@ import os
 import time
 from typing import Any, Protocol
 
-import httpx
 import pydantic_core
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -425,7 +424,9 @@ def _tls_context(base_url: str) -> Any:
     """One TLS context per target, shared by its connections (loading the CA bundle once); False for plain http."""
     if not _verify(base_url):
         return False
-    return httpx.create_ssl_context()  # what httpx would build per client: certifi, SSL_CERT_FILE honoured
+    import httpx  # only for https: its context is certifi's bundle with SSL_CERT_FILE honoured
+
+    return httpx.create_ssl_context()
 
 
 def _cause(exc: BaseException) -> str:

@@ -267,7 +267,7 @@ async def run_scenario(
         target=target,
         epoch=epoch,
         offered_tools=list(toolset.tools),
-        world_before=world.snapshot(),
+        world_before=scenario.world,  # World worked on its own copy: the scenario's stays as given
         started_at=datetime.now(timezone.utc),
     )
     started = time.perf_counter()
@@ -282,7 +282,7 @@ async def run_scenario(
             trajectory.steps.append(step)
             step_index += 1
             structured = [c for c in reply.tool_calls if c.source == "tool_calls"]
-            bound.info(
+            bound.debug(  # every step is in the record; the log has it with --verbose
                 "step.done",
                 turn=turn_no,
                 step=step.index,
@@ -313,6 +313,8 @@ async def run_scenario(
             bound.warning("scenario.loop", turn=turn_no, cap=cap)
             break
     trajectory.messages = messages
-    trajectory.world_after = world.snapshot()
+    after = world.release()
+    # an untouched world is stored as the one it started from: a record holds one copy of it, not two
+    trajectory.world_after = trajectory.world_before if after == trajectory.world_before else after
     trajectory.duration_ms = (time.perf_counter() - started) * 1000
     return trajectory

@@ -61,7 +61,10 @@ SCHEMA_FILENAME = "scenario.schema.json"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
+    # the fields' docstrings become their descriptions in the published JSON Schema, read only when the
+    # schema is made (`scenario_json_schema`): pydantic's use_attribute_docstrings would parse every
+    # class's source at import, 60 ms of every start
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 # -- value expectations --------------------------------------------------------------------------
@@ -566,15 +569,26 @@ class Family(_Strict):
         return self
 
 
-def _fill(value: Any, row: dict[str, Any], used: set[str]) -> Any:
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _fill(value: Any, row: dict[str, Any], used: set[str], missing: set[str]) -> Any:
+    """`value` with the row's values in place of its `${name}`s; names the row lacks go into `missing`.
+
+    The template's own strings are scanned, the values put in are not (a row's value is data, even when
+    it contains `${`)."""
     if isinstance(value, str):
+        if "${" not in value:
+            return value
         whole = _PLACEHOLDER.fullmatch(value)
         if whole and whole.group(1) in row:
             used.add(whole.group(1))
-            return copy.deepcopy(row[whole.group(1)])
+            got = row[whole.group(1)]
+            return got if isinstance(got, _ATOMS) else copy.deepcopy(got)
 
         def one(match: re.Match[str]) -> str:
             if match.group(1) not in row:
+                missing.add(match.group(1))
                 return match.group(0)
             used.add(match.group(1))
             got = row[match.group(1)]
@@ -582,20 +596,11 @@ def _fill(value: Any, row: dict[str, Any], used: set[str]) -> Any:
 
         return _PLACEHOLDER.sub(one, value)
     if isinstance(value, dict):
-        return {_fill(k, row, used) if isinstance(k, str) else k: _fill(v, row, used) for k, v in value.items()}
+        return {_fill(k, row, used, missing) if isinstance(k, str) else k: _fill(v, row, used, missing)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, row, used) for v in value]
+        return [_fill(v, row, used, missing) for v in value]
     return value
-
-
-def _unfilled(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return set(_PLACEHOLDER.findall(value))
-    if isinstance(value, dict):
-        return set().union(*(_unfilled(k) | _unfilled(v) for k, v in value.items())) if value else set()
-    if isinstance(value, list):
-        return set().union(*map(_unfilled, value)) if value else set()
-    return set()
 
 
 def _scalar_line(node: yaml.Node | None, needle: str) -> int | None:
@@ -646,13 +651,13 @@ def expand_family(family: Family, *, file: str = "?", node: yaml.Node | None = N
             n += 1
             values = {"n": n, **base, **combo}
             used: set[str] = set()
-            doc = _fill(family.template, values, used)
+            missing: set[str] = set()
+            doc = _fill(family.template, values, used, missing)
             label = f"family {family.family!r}, instance {n}" + (f" (row {r_index + 1})" if family.rows else "")
 
             def problem(line: int | None, field: str | None, message: str) -> None:
                 raw.append((line, field, message, row_line, label))
 
-            missing = _unfilled(doc)
             if missing:
                 for name in sorted(missing):
                     problem(_scalar_line(template_node, "${" + name + "}"), None,
@@ -1125,9 +1130,57 @@ def load_scenarios(
     return loaded
 
 
+def _field_docs(cls: type[BaseModel]) -> dict[str, str]:
+    """A model's attribute docstrings (the string right after a field), its bases' included, as pydantic reads them."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or klass.__module__ != __name__:
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def _describe_fields(schema: dict[str, Any], cls: type[BaseModel], defs: dict[str, Any]) -> None:
+    """Give each property of `cls`'s schema its field's docstring as description, unless it has one
+    (or, as pydantic does, when it only repeats the description of the model it refers to)."""
+    props = schema.get("properties") or {}
+    for name, doc in _field_docs(cls).items():
+        field = cls.model_fields.get(name)
+        key = (field.alias or name) if field is not None else None
+        if key not in props:
+            continue
+        ref = props[key].get("$ref", "")
+        if ref and defs.get(ref.rsplit("/", 1)[-1], {}).get("description") == doc:
+            continue
+        props[key].setdefault("description", doc)
+
+
+def _model_schema(cls: type[BaseModel]) -> dict[str, Any]:
+    models = {c.__name__: c for c in globals().values() if isinstance(c, type) and issubclass(c, BaseModel)}
+    schema = cls.model_json_schema()
+    defs = schema.get("$defs") or {}
+    _describe_fields(schema, cls, defs)
+    for name, sub in defs.items():
+        if name in models:
+            _describe_fields(sub, models[name], defs)
+    return schema
+
+
 def scenario_json_schema() -> dict[str, Any]:
     """JSON Schema for a scenario file (a scenario or family, or a list of them), for editors."""
-    one = Scenario.model_json_schema()
+    one = _model_schema(Scenario)
     defs = one.pop("$defs", {})
     defs["Scenario"] = one
     # the shorthands the loader accepts: a bare value means `equals`, a bare name a forbidden tool
@@ -1137,7 +1190,8 @@ def scenario_json_schema() -> dict[str, Any]:
             defs[name] = {"anyOf": [defs[name], scalar], "description": defs[name].get("description", "")}
     if "ForbiddenCall" in defs:
         defs["ForbiddenCall"] = {"anyOf": [defs["ForbiddenCall"], {"type": "string"}]}
-    family = Family.model_json_schema()
+    family = _model_schema(Family)
+    family.pop("$defs", None)  # Family refers to no other model
     family["properties"]["template"] = {
         "type": "object", "description": family["properties"]["template"].get("description", ""),
     }

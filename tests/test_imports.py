@@ -39,3 +39,16 @@ def test_the_package_resolves_its_public_names_on_first_use():
     assert _imported_after("import harness") == set()
     code = "import harness; harness.run_scenario; harness.read_results"
     assert _imported_after(code) == set()
+
+
+def test_the_path_to_the_first_request_on_plain_http_does_not_import_httpx():
+    # aiohttp carries the requests and the target check; httpx (and httpcore's trio and h2) would add
+    # a fifth of a second to every start
+    probe = ("import sys, asyncio\nimport harness.client, harness.runner, harness.loop, harness.scoring\n"
+             "from harness.records import Target\n"
+             "c = harness.client.make_client(Target(name='t', base_url='http://127.0.0.1:9/v1', model='m'))\n"
+             "async def go():\n    await c.chat([{'role': 'user', 'content': 'hi'}], [], harness.records.Sampling())\n"
+             "    await c.aclose()\n"
+             "asyncio.run(go())\nprint('httpx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

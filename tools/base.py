@@ -50,6 +50,10 @@ class World:
         """A deep copy of the whole state, for records and end-state checks."""
         return copy.deepcopy(self._state)
 
+    def release(self) -> dict[str, Any]:
+        """The state itself, not a copy, once the run is over: the record keeps it and no tool acts on it again."""
+        return self._state
+
 
 _ARG_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
 
