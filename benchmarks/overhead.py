@@ -308,19 +308,29 @@ def sweep(levels: list[int], latency: float, rounds: int, extra: list[str], tree
 
 
 def llama_cache_share(url: str, model: str, extra: list[str]) -> None:
-    """Run the smoke suite against a running llama-server; print the share of prompt tokens served from
-    its cache on steps >= 2, and the harness's share of the run's wall time."""
+    """Run the smoke suite against a running llama-server, one scenario at a time; print the share of prompt
+    tokens served from its cache on steps >= 2, and where the wall time went: before the first scenario
+    (start-up and the preflight's probes, which are model requests too), the scenarios themselves (model
+    time and the harness's own time between and around requests), and after the last (reports)."""
+    from datetime import datetime
+
     out = Path(tempfile.mkdtemp(prefix="harness-llama-"))
     cmd = [PY, "-m", "harness", "run", "--base-url", url, "--model", model, "--tag", "smoke", "--out", str(out),
-           "--json", *extra]
+           "--json", "--concurrency", "1", *extra]
+    began = time.time()
     m = _measure(cmd, None)
     cached = fresh = 0
     model_ms = 0.0
+    first = last = None
     for line in (out / "results.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") != "result":
             continue
-        for step in rec["trajectory"]["steps"]:
+        traj = rec["trajectory"]
+        start = datetime.fromisoformat(traj["started_at"].replace("Z", "+00:00")).timestamp()
+        first = start if first is None else min(first, start)
+        last = max(last or 0.0, start + traj["duration_ms"] / 1000)
+        for step in traj["steps"]:
             reply = step["reply"]
             model_ms += reply.get("latency_ms") or 0
             t = reply.get("timings") or {}
@@ -328,9 +338,12 @@ def llama_cache_share(url: str, model: str, extra: list[str]) -> None:
                 cached += t["cache_n"] or 0
                 fresh += t.get("prompt_n") or 0
     share = cached / (cached + fresh) if cached + fresh else float("nan")
+    span = (last or 0.0) - (first or 0.0)
     print(f"prompt tokens from llama-server's cache, steps >= 2: {share:.3f} ({cached} of {cached + fresh})")
-    print(f"harness share of wall time: {1 - model_ms / 1000 / m['wall_s']:.1%} (run {m['wall_s']:.1f} s, "
-          f"model {model_ms / 1000:.1f} s)")
+    print(f"whole process {m['wall_s']:.1f} s: before the first scenario {(first or began) - began:.1f} s "
+          f"(start-up and preflight probes), scenarios {span:.1f} s, after the last {m['wall_s'] - ((last or began) - began):.1f} s (reports)")
+    print(f"while the scenarios ran: model {model_ms / 1000:.2f} s, harness {span - model_ms / 1000:.2f} s "
+          f"= {(span - model_ms / 1000) / span:.2%} of the scenarios' wall time" if span > 0 else "no scenario ran")
 
 
 def main() -> None:
