@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import structlog
-from jsonschema import Draft202012Validator
 
 from harness.knobs import harden, pad_result
 from harness.outcomes import Outcome
@@ -46,11 +45,14 @@ class _Offered:
     parameters: dict[str, Any]
     run: Any
     """callable(world, arguments, nth_call) -> result; raises ToolError."""
-    validator: Draft202012Validator | None = None
-    """Checks arguments against `parameters`; built once, on the first call that needs it."""
+    validator: Any = None
+    """A jsonschema validator of `parameters`; built once, on the first call that needs it."""
 
     def schema_errors(self, arguments: dict[str, Any]) -> list[str]:
         if self.validator is None:
+            # imported here: jsonschema (attrs classes made at import) costs 50 ms before the first request
+            from jsonschema import Draft202012Validator
+
             self.validator = Draft202012Validator(self.parameters)
         return _schema_errors(self.validator, arguments)
 
@@ -180,7 +182,7 @@ def _assistant_message(reply: Reply, calls: list[ToolCall]) -> dict[str, Any]:
     return message
 
 
-def _schema_errors(validator: Draft202012Validator, arguments: dict[str, Any]) -> list[str]:
+def _schema_errors(validator: Any, arguments: dict[str, Any]) -> list[str]:
     out = []
     for err in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
         where = "/".join(str(p) for p in err.absolute_path) or "(arguments)"

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
 
 from harness.matchers import MISSING as _MISSING
 from harness.matchers import describe_value as _short
@@ -87,6 +86,8 @@ _SCHEMA_KIND = {
 def _schema_checks(parameters: dict[str, Any] | None, arguments: dict[str, Any]) -> list[Check]:
     if not parameters:
         return []
+    from jsonschema import Draft202012Validator  # not before the first request: see harness.loop
+
     checks = []
     for err in Draft202012Validator(parameters).iter_errors(arguments):
         kind = _SCHEMA_KIND.get(err.validator, Outcome.VALUE_ERROR)
