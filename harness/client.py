@@ -231,11 +231,15 @@ class OpenAIChatClient(_Client):
         self._tls = _tls_context(target.base_url)
         self._http: Any = None  # made on the first request, inside the event loop that runs it
         self._proxy: tuple[Any, Any] = (None, None)
+        self._loop: Any = None
 
     def _session(self) -> Any:
         import aiohttp
 
-        if self._http is None or self._http.closed:
+        loop = asyncio.get_running_loop()
+        # a session belongs to the loop it was made in: a client used again under another asyncio.run gets a new one
+        if self._http is None or self._http.closed or self._loop is not loop:
+            self._loop = loop
             # no pool cap: the runner's semaphore bounds the requests in flight, each on its own connection.
             # The environment's proxy is looked up once here: aiohttp's trust_env would look it up (and
             # ~/.netrc) in a worker thread on every request, and those threads fight the loop for the GIL

@@ -451,3 +451,16 @@ async def test_a_proxy_named_in_the_environment_carries_the_requests(fake_server
     async with make_client(behind, timeout_s=5.0, retries=0) as c:
         reply = await c.chat(MESSAGES, [WEATHER], SAMPLING)
     assert reply.outcome is Outcome.INFRA_ERROR and "model-host.invalid" in reply.error
+
+
+def test_one_client_serves_two_event_loops(fake_server):
+    # a session belongs to its loop: the second asyncio.run must not meet the first one's closed loop
+    import asyncio
+
+    fake_server.enqueue(text_reply("one"), text_reply("two"))
+    c = client(fake_server)
+    first = asyncio.run(c.chat(MESSAGES, [WEATHER], SAMPLING))
+    second = asyncio.run(c.chat(MESSAGES, [WEATHER], SAMPLING))
+    asyncio.run(c.aclose())
+    assert (first.content, second.content) == ("one", "two")
+    assert first.outcome is Outcome.OK and second.outcome is Outcome.OK
