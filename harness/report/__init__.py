@@ -36,14 +36,17 @@ def write_reports(results: Results, comparison: Comparison, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(comparison)
-    texts = {
-        "report.html": render_html(comparison, results, gate=gate),
-        "summary.md": (gate_markdown + "\n" + markdown) if gate_markdown else markdown,
-        "junit.xml": render_junit(results),
-        "summary.json": comparison.model_dump_json(indent=2) + "\n",
+    # each written as soon as it is made, the HTML (whose plots import matplotlib) last: the report
+    # stage's memory peak is one document at a time
+    renders = {
+        "summary.md": lambda: (gate_markdown + "\n" + markdown) if gate_markdown else markdown,
+        "junit.xml": lambda: render_junit(results),
+        "summary.json": lambda: comparison.model_dump_json(indent=2) + "\n",
+        "report.html": lambda: render_html(comparison, results, gate=gate),
     }
     written: dict[str, Path] = {}
-    for name, text in texts.items():
+    for name, render in renders.items():
+        text = render()
         path = out / name
         # written beside and renamed, so a reader (or a CI upload) never sees half a file
         tmp = path.with_name(f".{name}.tmp")
@@ -51,5 +54,6 @@ def write_reports(results: Results, comparison: Comparison, out_dir: str | Path,
         tmp.write_text(text, encoding="utf-8", errors="replace")
         tmp.replace(path)
         written[name] = path
+        del text
     log.info("report.written", out_dir=str(out), files=list(written))
     return written
