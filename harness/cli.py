@@ -171,7 +171,7 @@ def _run_opts(f: Any) -> Any:
                      help="Wall-clock seconds per request attempt (however slowly the server sends) before it counts as an infrastructure error."),
         click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
                      help="Retries of a request that hit an infrastructure error (with backoff, Retry-After honoured)."),
-        click.option("-v", "--verbose", is_flag=True, help="Log every step to the terminal."),
+        click.option("-v", "--verbose", is_flag=True, help="Log every step and request, to the terminal and to log.jsonl (which otherwise keeps info and up)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
