@@ -937,13 +937,13 @@ def _tool_problems(scenario: Scenario, known_tools: set[str]) -> list[tuple[tupl
             for loc, call in calls:
                 tool = registry.get(call.call)
                 if tool is not None and call.call in scenario.tools:
-                    schema = tool.parameters()
+                    props = tool.argument_names()
                 else:
                     # an inline schema that allows extra properties may take arguments it does not list
                     schema = inline.get(call.call)
                     if not schema or schema.get("additionalProperties", True) is not False:
                         continue
-                props = schema.get("properties", {})
+                    props = list(schema.get("properties", {}))
                 for arg, spec in call.args.items():
                     if arg not in props and not spec.absent:
                         out.append((loc + ("args", arg), (

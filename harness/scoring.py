@@ -411,7 +411,7 @@ def _tool_parameters(scenario: Scenario, trajectory: Trajectory) -> dict[str, di
     for name in trajectory.offered_tools or scenario.tools:
         tool = registry.get(name)
         if tool is not None and name not in params:
-            params[name] = tool.parameters()
+            params[name] = tool.shared_parameters()  # read, never changed: no copy per scenario
     return params
 
 

@@ -62,3 +62,16 @@ def test_the_command_exits_2_and_names_the_scenario_when_one_is_not_passable(tmp
     assert result.exit_code == 2
     rows = {r["scenario_id"]: r for r in map(json.loads, result.output.splitlines())}
     assert rows["sc-bad"]["status"] == "not_passable" and rows["sc-ok"]["status"] == "ok"
+
+
+async def test_scoring_the_whole_suite_leaves_the_shared_tool_schemas_as_they_were():
+    # scoring reads each tool's cached schema without a copy: nothing on the way may change it
+    import copy
+    from pathlib import Path
+
+    from harness.tools import registry
+
+    before = {t.name: copy.deepcopy(t.shared_parameters()) for t in registry.all()}
+    checks = await selfcheck(load_scenarios(Path(__file__).resolve().parent.parent / "scenarios"))
+    assert len(checks) >= 300 and {c.status for c in checks} == {"ok"}
+    assert {t.name: t.shared_parameters() for t in registry.all()} == before

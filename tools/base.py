@@ -144,15 +144,27 @@ class MockTool:
             f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
 
-    def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
-        """The JSON Schema of the arguments (an object schema, `additionalProperties: false`)."""
-        # generating it takes milliseconds and every run asks for it: build once, hand out copies
+    def shared_parameters(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments, the one cached object: for reading only (scoring reads it every
+        scenario; `parameters` makes a copy for callers that change or hand it on)."""
+        return self._schema()
+
+    def _schema(self) -> dict[str, Any]:
+        # generating it takes milliseconds and every run asks for it: built once
         if self._parameters is None:
             built = _simplify(_inline_defs(self.arguments_model.model_json_schema()))
             built.setdefault("properties", {})
             built.setdefault("required", [])
             self._parameters = built
-        schema = copy.deepcopy(self._parameters)
+        return self._parameters
+
+    def argument_names(self) -> list[str]:
+        """The arguments its schema lists, in order (without copying the schema, as `parameters` does)."""
+        return list(self._schema()["properties"])
+
+    def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
+        """The JSON Schema of the arguments (an object schema, `additionalProperties: false`); a copy."""
+        schema = copy.deepcopy(self._schema())
         if strip_descriptions:
             for prop in schema["properties"].values():
                 prop.pop("description", None)
