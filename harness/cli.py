@@ -438,10 +438,11 @@ def _execute(
             difficulty=difficulty,
             harness_version=__version__,
         )
+        previous = None
         if resume_dir:
             # the run's own log records what a resume found, refused or not
             configure_logging(run_dir / "log.jsonl", verbose=verbose)
-            _check_resume(results_file, scenarios, targets, config, console)
+            previous = _check_resume(results_file, scenarios, targets, config, console)
         else:
             _check_fresh(results_file)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -488,7 +489,7 @@ def _execute(
         with progress_for(console, disable=json_out) as progress:
             results = _run_quietly(
                 run_suite(scenarios, targets, out=results_file, config=config, provenance=provenance,
-                          client_factory=factory, progress=progress, concurrency=in_flight)
+                          client_factory=factory, progress=progress, concurrency=in_flight, previous=previous)
             )
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
@@ -524,8 +525,10 @@ def _check_fresh(results_file: Path) -> None:
 
 
 def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target], config: RunConfig,
-                  console: Console) -> None:
-    """Repair a torn last line (saying so), then refuse a resume whose run differs from the one in the file."""
+                  console: Console) -> Any:
+    """Repair a torn last line (saying so), then refuse a resume whose run differs from the one in the file.
+
+    Returns what the file holds (None when it is empty), for the run to continue from without reading it again."""
     import structlog
 
     from harness.records import ResultsError, read_results, repair_results
@@ -534,7 +537,7 @@ def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target
     if not results_file.exists() or results_file.stat().st_size == 0:
         # killed before its header was written: nothing to continue, nothing to contradict
         console.print(f"[yellow]note:[/] no results in {results_file.parent} yet; starting the run there")
-        return
+        return None
     repair = repair_results(results_file)
     if repair is not None:
         console.print(f"[yellow]repaired:[/] {repair.message}")
@@ -553,6 +556,7 @@ def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target
             "mixing the two would compare unlike results:\n" + "\n".join(f"  - {c}" for c in conflicts)
             + "\nResume with the original settings, or start a new run with another --out."
         )
+    return old
 
 
 async def _check_and_probe(targets: list[Target], provenance: dict[str, Provenance], scenarios: list[Any],

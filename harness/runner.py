@@ -126,11 +126,13 @@ async def run_suite(
     progress: Progress | None = None,
     resume: bool = True,
     concurrency: dict[str, int] | None = None,
+    previous: Results | None = None,
 ) -> Results:
     """Run every scenario x target x epoch not already in `out`, append each record, return all results.
 
     `client_factory` defaults to `harness.client.make_client`. `concurrency` (per target name)
-    overrides `config.concurrency`, the scenarios in flight at once. Interrupting (Ctrl-C) loses only the
+    overrides `config.concurrency`, the scenarios in flight at once. `previous` is what `out` holds, when the
+    caller has read it already (a resume's checks); otherwise it is read here. Interrupting (Ctrl-C) loses only the
     runs in flight: every finished one is already on disk.
     """
     if client_factory is None:
@@ -144,7 +146,7 @@ async def run_suite(
                     added_newline=repair.added_newline, message=repair.message)
     # the results come back as the file holds them without reading it again: what was there before,
     # then this session's header and records as the writer stored them
-    results = _previous(out)
+    results = previous if previous is not None else _previous(out)
     done = _done_keys(results) if resume else set()
     header = RunHeader(run_id=run_id, config=config, targets=targets, provenance=provenance or {})
     writer = ResultsWriter(out)
