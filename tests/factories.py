@@ -135,3 +135,13 @@ def write_results_file(results: Results, path: Path) -> Path:
     lines = [h.model_dump_json() for h in results.headers] + [r.model_dump_json() for r in results.records]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def fake_program(path: Path, body: str) -> Path:
+    """An executable bash script at `path` (a stand-in for llama-server, llama-quantize, ...)."""
+    import stat
+    import textwrap
+
+    path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from harness import audit, llamacpp
 from harness.records import Provenance, read_results
 from tests import factories as f
+from tests.factories import fake_program
 from tests.fake_ollama import FakeOllama, OllamaModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +43,6 @@ def _gguf(path: Path, file_type: int, *, arch: str = "gemma3", vocab: int = 300,
     return path
 
 
-def _program(path: Path, body: str) -> Path:
-    path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cache"
@@ -64,18 +57,18 @@ def fake_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls.log"
-    _program(bin_dir / "llama-quantize", f"""\
+    fake_program(bin_dir / "llama-quantize", f"""\
         echo "quantize $*" >> {calls}
         for last; do :; done
         if [ "$last" = Q2_K ]; then echo "unsupported" >&2; exit 1; fi
         args=("$@"); n=${{#args[@]}}
         cp "${{args[$((n-3))]}}" "${{args[$((n-2))]}}"
         """)
-    _program(bin_dir / "llama-imatrix", f"""\
+    fake_program(bin_dir / "llama-imatrix", f"""\
         echo "imatrix $*" >> {calls}
         while [ $# -gt 0 ]; do if [ "$1" = -o ]; then echo matrix > "$2"; fi; shift; done
         """)
-    _program(bin_dir / "llama-server", """\
+    fake_program(bin_dir / "llama-server", """\
         if [ "$1" = --version ]; then echo "version: 1 (fake)"; exit 0; fi
         echo "error: cannot allocate the model"; exit 1
         """)

@@ -10,10 +10,8 @@ import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from harness import llamacpp
 from harness.llamacpp.binaries import LlamaBinaries, _llama_dir
 from harness.loop import build_toolset, few_shot_messages
 from harness.scenario import load_scenario_file
+from tests.factories import fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "scenarios" / "smoke"
@@ -83,11 +82,6 @@ def _write_gguf(path: Path, file_type: int, imatrix: bool = False) -> Path:
     return path
 
 
-def _fake_program(path: Path, body: str) -> None:
-    path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
 @pytest.fixture
 def fake_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache with an unpacked (fake) source tree and an sdist, and a PATH without llama.cpp on it."""
@@ -98,7 +92,7 @@ def fake_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (cache / "src" / f"llama_cpp_python-{llamacpp.LLAMA_CPP_PYTHON_VERSION}.tar.gz").write_bytes(b"")
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
-    _fake_program(bin_dir / "c++", "exit 0\n")
+    fake_program(bin_dir / "c++", "exit 0\n")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     return cache
 
@@ -114,7 +108,7 @@ def test_missing_binaries_without_build_say_how_to_get_them(fake_source: Path):
 def test_build_uses_the_pinned_flags_and_moves_a_finished_build_into_place(fake_source: Path, tmp_path: Path):
     calls = tmp_path / "cmake-calls.txt"
     # a cmake that records its arguments and, on --build, leaves two programs in <dir>/bin
-    _fake_program(
+    fake_program(
         tmp_path / "fakebin" / "cmake",
         f"""\
         echo "$@" >> {calls}
@@ -149,12 +143,12 @@ def test_a_cached_build_without_llama_imatrix_gets_it_built_where_cmake_configur
     bin_dir = llama / "build" / "bin"
     bin_dir.mkdir(parents=True)
     for name in ("llama-server", "llama-quantize"):
-        _fake_program(bin_dir / name, 'echo "version: 9.9.9 (build 7, commit fake)" >&2\n')
+        fake_program(bin_dir / name, 'echo "version: 9.9.9 (build 7, commit fake)" >&2\n')
     configured = llama / "build.partial-123"
     (llama / "build" / "CMakeCache.txt").write_text(f"CMAKE_CACHEFILE_DIR:INTERNAL={configured}\n")
     calls = tmp_path / "cmake-calls.txt"
     # cmake builds only in the folder it configured, as the real one does
-    _fake_program(
+    fake_program(
         tmp_path / "fakebin" / "cmake",
         f"""\
         echo "$@ (exists: $(test -d {configured} && echo yes))" >> {calls}
@@ -172,7 +166,7 @@ def test_a_cached_build_without_llama_imatrix_gets_it_built_where_cmake_configur
 
 
 def test_a_failed_build_shows_the_log_tail_and_never_looks_finished(fake_source: Path, tmp_path: Path):
-    _fake_program(
+    fake_program(
         tmp_path / "fakebin" / "cmake",
         """\
         if [ "$1" = "--build" ]; then mkdir -p "$2/bin"; touch "$2/bin/llama-server"; echo "error: ggml.c:42 boom"; exit 2; fi
@@ -189,7 +183,7 @@ def test_a_failed_build_shows_the_log_tail_and_never_looks_finished(fake_source:
 
 def test_binaries_on_path_come_first_and_fall_back_to_the_packaged_template(fake_source: Path, tmp_path: Path):
     for name in ("llama-server", "llama-quantize"):
-        _fake_program(tmp_path / "fakebin" / name, 'echo "version: 1.2.3 (build 9, commit onpath)" >&2\n')
+        fake_program(tmp_path / "fakebin" / name, 'echo "version: 1.2.3 (build 9, commit onpath)" >&2\n')
     found = llamacpp.find_llama_binaries(fake_source, build=False)
     assert found.built_from == "path" and found.version == "1.2.3 (build 9, commit onpath)"
     assert found.server == tmp_path / "fakebin" / "llama-server"
@@ -203,7 +197,7 @@ def test_a_binary_that_does_not_run_is_not_found(fake_source: Path, tmp_path: Pa
     bin_dir = _llama_dir(fake_source) / "build" / "bin"
     bin_dir.mkdir(parents=True)
     for name in ("llama-server", "llama-quantize"):
-        _fake_program(bin_dir / name, "exit 127\n")  # e.g. a missing shared library
+        fake_program(bin_dir / name, "exit 127\n")  # e.g. a missing shared library
     with pytest.raises(llamacpp.LlamaBuildError, match="not built in the cache"):
         llamacpp.find_llama_binaries(fake_source, build=False)
 
