@@ -54,3 +54,20 @@ def test_the_path_to_the_first_request_on_plain_http_does_not_import_httpx():
              "asyncio.run(go())\nprint('httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "__all__"), ("", ""), ("logfire", "logfire")])
+def test_the_command_line_skips_pydantic_plugins_unless_the_user_says_otherwise(given, seen):
+    # pydantic would read every installed distribution's entry points at the first model; a user's own setting wins
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    probe = ("import os, harness.cli\nfrom pydantic.plugin import _loader\n"
+             "print(repr(os.environ['PYDANTIC_DISABLE_PLUGINS']), _loader._plugins is None)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+    value, untouched = out.stdout.split()
+    assert value == repr(seen)
+    # with the scan off, harness.cli's models were built without pydantic ever looking for plugins
+    assert untouched == ("True" if seen == "__all__" else "False")

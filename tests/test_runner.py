@@ -109,6 +109,24 @@ def test_scenario_set_hash_names_the_task():
     assert scenario_set_hash(a) == scenario_set_hash(list(reversed(a))) != scenario_set_hash(b)
 
 
+async def test_a_run_hashes_each_scenario_once_and_the_hashes_given_are_the_ones_recorded(tmp_path, monkeypatch):
+    from harness.runner import content_hashes
+
+    scs = with_ids(scenarios())
+    hashes = content_hashes(scs)
+    assert scenario_set_hash(scs, hashes) == scenario_set_hash(scs)
+    made = []
+    plain = Scenario.content_hash
+    monkeypatch.setattr(Scenario, "content_hash", property(lambda sc: made.append(sc.id) or plain.fget(sc)))
+    out = tmp_path / "results.jsonl"
+    target = [Target(name="ref", base_url="http://x/v1", model="m")]
+    results = await run_suite(scs, target, out=out, config=RunConfig(epochs=2), client_factory=lambda t: Model(), hashes=hashes)
+    assert made == []  # handed in: none made again
+    assert {r.scenario_hash for r in results.records} == set(hashes.values())
+    await run_suite(scs, target, out=tmp_path / "other.jsonl", config=RunConfig(epochs=2), client_factory=lambda t: Model())
+    assert sorted(made) == ["s0", "s1", "s2"]  # not handed in: one each, whatever the epochs and targets
+
+
 async def test_resume_conflicts_name_every_difference_from_the_run_on_file(tmp_path):
     scs = with_ids(scenarios())
     out = tmp_path / "results.jsonl"
