@@ -419,3 +419,15 @@ def test_tools_module_flag_and_a_broken_module_named_at_its_line(tmp_path, clean
     flat = " ".join(result.output.split())
     assert result.exit_code == 2
     assert f"{scenario / 's.yaml'}:5 at tool_modules.0: tool module '../bad.py': mock tool 'nodoc' needs a docstring" in flat
+
+
+def test_a_tool_whose_types_pydantic_cannot_build_is_refused_when_its_module_loads(tmp_path, clean_registry):
+    from harness.tools import ToolModuleError, load_tool_module
+
+    # the argument model is built on first use for the built-ins; a user's module builds its own on load,
+    # so an unusable annotation is reported there and then, not at the first call mid-run
+    (tmp_path / "odd.py").write_text(
+        "import threading\nfrom harness.tools import mock_tool\n\n"
+        "@mock_tool\ndef takes_a_lock(world, lock: threading.Lock) -> str:\n    '''Holds a lock.'''\n    return 'x'\n")
+    with pytest.raises(ToolModuleError, match=r"tool module .*odd\.py.*: mock tool 'takes_a_lock' has arguments pydantic cannot validate: Unable to generate"):
+        load_tool_module(str(tmp_path / "odd.py"))

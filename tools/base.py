@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 __all__ = ["ToolError", "ToolModuleError", "World", "MockTool", "mock_tool", "registry", "run_tool", "load_tool_module"]
@@ -139,10 +139,20 @@ class MockTool:
             if info.description is None and p.name in arg_docs:
                 info.description = arg_docs[p.name]
             fields[p.name] = (hints[p.name], info)
+        self._fields = fields
+        self._model: type[BaseModel] | None = None
         self._parameters: dict[str, Any] | None = None
-        self.arguments_model = create_model(
-            f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        # the schema's property names are the parameters' unless one is aliased: then only the schema can say
+        aliased = any(info.alias or info.validation_alias for _, info in fields.values())
+        self._names: list[str] | None = None if aliased else list(fields)
+
+    @property
+    def arguments_model(self) -> type[BaseModel]:
+        """The pydantic model of the arguments. Built on first use: the 40 built-in tools take about 35 ms
+        together and a run's first request needs a few of them (a user's module builds its tools on load)."""
+        if self._model is None:
+            self._model = create_model(f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **self._fields)
+        return self._model
 
     def shared_parameters(self) -> dict[str, Any]:
         """The JSON Schema of the arguments, the one cached object: for reading only (scoring reads it every
@@ -159,8 +169,9 @@ class MockTool:
         return self._parameters
 
     def argument_names(self) -> list[str]:
-        """The arguments its schema lists, in order (without copying the schema, as `parameters` does)."""
-        return list(self._schema()["properties"])
+        """The arguments its schema lists, in order (from the signature: the loader asks for every tool's,
+        and that needs neither the model nor the schema)."""
+        return list(self._names) if self._names is not None else list(self._schema()["properties"])
 
     def parameters(self, *, strip_descriptions: bool = False) -> dict[str, Any]:
         """The JSON Schema of the arguments (an object schema, `additionalProperties: false`); a copy."""
@@ -294,6 +305,13 @@ def load_tool_module(spec: str, *, base: str | None = None) -> list[str]:
                 raise
         else:
             importlib.import_module(spec)
+        for name in sorted(set(registry.names()) - before):
+            try:
+                _ = registry[name].arguments_model  # a type pydantic cannot build fails here, not at the first call
+            except Exception as exc:  # noqa: BLE001 (pydantic's schema errors are of several kinds)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ToolModuleError(f"tool module {spec!r}: mock tool {name!r} has arguments pydantic cannot validate: "
+                                      f"{first}") from None
     except ToolModuleError:
         raise
     except (TypeError, ValueError) as exc:
