@@ -7,7 +7,10 @@ CI=true, where they fail: CI must run them.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +18,12 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from harness import llamacpp
+
+# scenario loads are cached in the user's cache folder; a test session (and the CLI processes it starts)
+# keeps its own, so no test reads what another session or the user left there
+_SCENARIO_CACHE = tempfile.mkdtemp(prefix="harness-test-scenario-cache-")
+os.environ.setdefault("HARNESS_SCENARIO_CACHE", _SCENARIO_CACHE)
+atexit.register(shutil.rmtree, _SCENARIO_CACHE, ignore_errors=True)
 
 
 class LlamaLadder(BaseModel):
