@@ -10,8 +10,10 @@ on the built-in suite, then a bare `openai` loop sending the very same request b
 other, alternating which goes first in each round. Times come from the stub (first chat request in,
 last reply out) and from the parent (process start, exit, `wait4` peak RSS), so both sides are measured
 the same way. Every figure is printed as min / median / max over the rounds, and the per-call overhead
-is the paired difference within a round. The sweep runs the stub with 0.2 s per reply and compares the
-harness's throughput with the ideal schedule of the same scenarios on C slots.
+is the paired difference within a round. The harness runs with its scenario load cache filled by the
+warm-up run, as a user's second run finds it; one more run per round, killed at its first request, has
+the cache off (the first run after the scenario files changed). The sweep runs the stub with 0.2 s
+per reply and compares the harness's throughput with the ideal schedule of the same scenarios on C slots.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ PY = sys.executable
 # at every start), kept outside the tree
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "harness-bench-pycache")
+# the scenario files' load cache likewise: filled by the warm-up run, as a user's second run finds it
+ENV["HARNESS_SCENARIO_CACHE"] = str(Path(tempfile.gettempdir()) / "harness-bench-scenario-cache")
 
 
 # -- the stub ---------------------------------------------------------------------------------------
@@ -168,6 +172,24 @@ def _stats(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(med)} ({fmt.format(lo)}-{fmt.format(hi)})"
 
 
+def _first_request_only(cmd: list[str], stub: Stub, *, cwd: Path, env: dict[str, str]) -> float:
+    """Seconds from spawning `cmd` to its first chat request at the stub; the process is killed then."""
+    stub.reset()
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        while True:
+            first = stub.stats()["first"]
+            if first:
+                return first - started
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode} before its first request")
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # -- the table ----------------------------------------------------------------------------------------
 
 
@@ -177,7 +199,7 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
     stub = Stub()
     tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     trees = {"harness": ROOT, **({"before": before} if before else {})}
-    keys = ("per_call_ms", "help_s", "ttfr_s", "rss_mb", "rss_requests_mb", "run_wall_s", "validate_s", "list_s")
+    keys = ("per_call_ms", "help_s", "ttfr_s", "ttfr_cold_s", "rss_mb", "rss_requests_mb", "run_wall_s", "validate_s", "list_s")
     rows: dict[str, dict[str, list[float]]] = {t: {k: [] for k in keys} for t in trees}
     floor: dict[str, list[float]] = {k: [] for k in ("floor_ms", "import_openai_s", "ttfr_s", "rss_mb", "rss_requests_mb", "wall_s")}
     try:
@@ -219,6 +241,9 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
                 row["help_s"].append(_measure([PY, "-m", "harness", "--help"], None, cwd=tree)["wall_s"])
                 row["validate_s"].append(_measure([PY, "-m", "harness", "validate"], None, cwd=tree)["wall_s"])
                 row["list_s"].append(_measure([PY, "-m", "harness", "list"], None, cwd=tree)["wall_s"])
+                # the first run after the scenario files changed: every file parsed and validated again
+                row["ttfr_cold_s"].append(_first_request_only(_harness_cmd(stub, tmp / f"{name}-cold-r{r}", *extra), stub, cwd=tree,
+                                                              env={**ENV, "HARNESS_SCENARIO_CACHE": "off"}))
                 print(f"round {r + 1}/{rounds} {name}: {row['per_call_ms'][-1]:+.2f} ms/call, help {row['help_s'][-1]:.2f} s, "
                       f"first request {h['first_request_s']:.2f} s, rss {h['rss_mb']:.0f} MB", file=sys.stderr)
     finally:
@@ -242,6 +267,7 @@ def overhead(rounds: int, extra: list[str], before: Path | None = None) -> None:
     line("`harness validate`, whole process", "validate_s", "s")
     line("`harness list`, whole process", "list_s", "s")
     line("time to first request in `run`", "ttfr_s", "s", "ttfr_s")
+    line("the same, scenario files not in the load cache", "ttfr_cold_s", "s", "ttfr_s")
     line("whole `run` process (reports included)", "run_wall_s", "s", "wall_s")
     line("peak RSS while the requests run", "rss_requests_mb", "MB", "rss_requests_mb", fmt="{:.0f}")
     line("peak RSS, whole process (reports included)", "rss_mb", "MB", "rss_mb", fmt="{:.0f}")
