@@ -1098,9 +1098,10 @@ _STAMP: str | None = None
 
 
 def _code_stamp() -> str:
-    """What the loading code is: the source files (path, size, mtime) of every harness and tools module
-    imported by now, which includes all the loader runs, and the versions of Python, pydantic and PyYAML.
-    An edit to any of them misses every cached file."""
+    """What the loading code is: the harness's and the tools' own modules (path, size and mtime of each
+    `.py` file in those two folders; the subpackages, reports and comparison, take no part in loading), and
+    the versions of Python, pydantic and PyYAML. The same for every command; an edit to any of them
+    misses every cached file."""
     global _STAMP
     if _STAMP is None:
         import os
@@ -1108,14 +1109,15 @@ def _code_stamp() -> str:
 
         import pydantic
 
+        from harness import tools
+
         digest = hashlib.sha256(f"{_CACHE_FORMAT}|{sys.version}|{pydantic.VERSION}|{yaml.__version__}|"
                                 f"{sys.get_int_max_str_digits()}".encode())
-        for name in sorted(sys.modules):
-            if name == "harness" or name.startswith("harness."):
-                source = getattr(sys.modules[name], "__file__", None)
-                if source:
-                    st = os.stat(source)
-                    digest.update(f"|{source}|{st.st_size}|{st.st_mtime_ns}".encode())
+        for folder in sorted({os.path.dirname(__file__), os.path.dirname(tools.__file__)}):
+            with os.scandir(folder) as found:
+                for entry in sorted((e for e in found if e.name.endswith(".py")), key=lambda e: e.name):
+                    st = entry.stat()
+                    digest.update(f"|{entry.path}|{st.st_size}|{st.st_mtime_ns}".encode())
         _STAMP = digest.hexdigest()
     return _STAMP
 

@@ -179,3 +179,28 @@ def test_the_folder_is_pruned_past_its_limit(cache, tmp_path, monkeypatch):
     left = _entries(cache)
     assert len(left) == 2  # over the limit: the newest half kept, this load's entry among them
     assert any(p.read_bytes() != b"old" for p in left)
+
+
+def test_the_code_stamp_follows_every_source_file_of_the_harness_and_the_tools(tmp_path, monkeypatch):
+    from harness import tools
+
+    (tmp_path / "h").mkdir()
+    (tmp_path / "t").mkdir()
+    for folder, name in (("h", "scenario.py"), ("h", "other.py"), ("t", "base.py")):
+        (tmp_path / folder / name).write_text("x = 1\n")
+    (tmp_path / "h" / "notes.txt").write_text("not code")
+    monkeypatch.setattr(hs, "__file__", str(tmp_path / "h" / "scenario.py"))
+    monkeypatch.setattr(tools, "__file__", str(tmp_path / "t" / "__init__.py"))
+
+    def stamp() -> str:
+        monkeypatch.setattr(hs, "_STAMP", None)
+        return hs._code_stamp()
+
+    first = stamp()
+    assert stamp() == first  # the same files, the same stamp
+    (tmp_path / "h" / "notes.txt").write_text("edited")
+    assert stamp() == first  # only Python files count
+    for changed in (tmp_path / "h" / "other.py", tmp_path / "t" / "base.py"):
+        before = stamp()
+        changed.write_text("x = 22\n")
+        assert stamp() != before
