@@ -1088,10 +1088,12 @@ def _cache_folder() -> Path | None:
     `$HARNESS_CACHE_DIR/scenarios`, else `~/.cache/agentic-harness/scenarios`."""
     import os
 
+    from harness.paths import cache_home
+
     setting = os.environ.get("HARNESS_SCENARIO_CACHE")
     if setting is not None:
         return None if setting.strip().lower() in ("", "0", "off", "no", "false") else Path(setting)
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "agentic-harness") / "scenarios"
+    return cache_home() / "scenarios"
 
 
 _STAMP: str | None = None

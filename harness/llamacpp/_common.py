@@ -12,6 +12,8 @@ from typing import Any
 
 import structlog
 
+from harness.paths import cache_home
+
 __all__ = [
     "LLAMA_CPP_PYTHON_VERSION",
     "CMAKE_FLAGS",
@@ -84,9 +86,7 @@ class LlamaServerError(LlamaError):
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
     """The cache folder: `cache_dir`, else `$HARNESS_CACHE_DIR`, else `~/.cache/agentic-harness`."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "agentic-harness"
-    root = Path(cache_dir).expanduser()
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_home()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
