@@ -2,7 +2,7 @@
 
 `bfcl-eval` pins numpy 1.26 and pulls in torch, faiss and a dozen model SDKs, so it is not installed
 into the test environment. The pinned wheel is downloaded without dependencies (`pip download
---no-deps`), unpacked under `~/.cache/agentic-harness/`, and imported from there. Its AST checker
+--no-deps`), unpacked under the harness cache (`harness.paths.cache_home()`), and imported from there. Its AST checker
 reaches the model registry only to ask whether a model maps `.` to `_` in function names; that one
 module is replaced by a stand-in that answers yes, as for every OpenAI-style FC model. Without the
 network the tests that need it skip (they fail under CI=true).
@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 
+from harness.paths import cache_home
+
 __all__ = ["BFCL_EVAL_VERSION", "bfcl_data", "bfcl_eval_root", "bfcl_module"]
 
 BFCL_EVAL_VERSION = "2026.3.23"
 """The bfcl-eval release whose data and checkers the tests compare against."""
 
-_CACHE = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "agentic-harness")) / "bfcl-eval" / BFCL_EVAL_VERSION
+_CACHE = cache_home() / "bfcl-eval" / BFCL_EVAL_VERSION
 
 
 def _unavailable(message: str) -> None:
