@@ -10,6 +10,12 @@ most once per `FSYNC_INTERVAL_S` (and on close), from a background thread: a cra
 machine (power loss, kernel panic) can lose the records finished in the last second at most.
 A crash mid-write leaves a torn last line; `repair_results` truncates it before a resume appends.
 Every line is capped (`harness.scrub.cap_text`) and redacted of known secrets before it is written.
+
+Memory: the raw request and reply bodies (`Reply.request`, `Reply.response`) stay in the file. A request
+repeats the whole conversation and every tool schema, so they are nearly half of a record read back
+(12.5 of 28 MB for the built-in suite's 398 records) and nothing after the run reads them: records a run
+keeps for its reports, and records `read_results` returns, hold `{}` and None there (`Results.bodies` is
+False); `read_results(..., bodies=True)` loads them. Reading streams the file line by line.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "ResultsWriter",
     "read_results",
     "repair_results",
+    "strip_bodies",
 ]
 
 SCHEMA_VERSION = 1
@@ -183,6 +190,8 @@ class Results(_Model):
 
     headers: list[RunHeader] = Field(default_factory=list)
     records: list[RunRecord] = Field(default_factory=list)
+    bodies: bool = True
+    """False: the replies' raw request and response bodies were left in the results file (`strip_bodies`)."""
 
     @property
     def header(self) -> RunHeader:
@@ -243,7 +252,28 @@ class Results(_Model):
                                                   if h.config.reference else None}),
         }) for h in self.headers]
         records = [r.model_copy(update={"target": name(r.target, r.run_id)}) for r in self.records]
-        return Results(headers=headers, records=records)
+        return Results(headers=headers, records=records, bodies=self.bodies)
+
+
+def strip_bodies(record: RunRecord) -> RunRecord:
+    """Drop every reply's raw request and response body from `record`, in place, and return it.
+
+    For a record already in the results file, which keeps them (see the module docstring)."""
+    for step in record.trajectory.steps:
+        step.reply.request = {}
+        step.reply.response = None
+    return record
+
+
+def _strip_body_fields(data: dict[str, Any]) -> None:
+    # the same, on a record's parsed JSON before it is validated (so the bodies are never built as models)
+    trajectory = data.get("trajectory")
+    steps = trajectory.get("steps") if isinstance(trajectory, dict) else None
+    for step in steps if isinstance(steps, list) else ():
+        reply = step.get("reply") if isinstance(step, dict) else None
+        if isinstance(reply, dict):
+            reply.pop("request", None)
+            reply.pop("response", None)
 
 
 FSYNC_INTERVAL_S = 1.0
@@ -439,39 +469,55 @@ def _results_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_results(paths: list[str | Path] | str | Path) -> Results:
+def read_results(paths: list[str | Path] | str | Path, *, bodies: bool = False) -> Results:
     """Read results files (or folders of them) into one `Results`; several files merge (shards, nights).
 
     A truncated last line (a crash mid-write) is skipped; any other bad line is an error naming file and line.
+    `bodies`: also load the replies' raw request and response bodies (off: see the module docstring).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    results = Results()
+    results = Results(bodies=bodies)
     for file in (f for p in paths for f in _results_files(Path(p))):
-        lines = file.read_text(encoding="utf-8").splitlines()
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if n == len(lines):
-                    continue  # the write a crash interrupted; every finished line before it is kept
-                raise ResultsError(f"{file}:{n}: not JSON ({exc.msg})") from exc
-            version = data.get("schema_version")
-            if version != SCHEMA_VERSION:
-                raise ResultsError(
-                    f"{file}:{n}: schema_version {version!r}; this harness reads version {SCHEMA_VERSION}"
-                )
-            try:
-                if data.get("kind") == "header":
-                    results.headers.append(RunHeader.model_validate(data))
-                elif data.get("kind") == "result":
-                    results.records.append(RunRecord.model_validate(data))
-                else:
-                    raise ResultsError(f"{file}:{n}: unknown record kind {data.get('kind')!r}")
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(k) for k in first["loc"])
-                raise ResultsError(f"{file}:{n}: invalid {data.get('kind')} record at {where}: {first['msg']}") from exc
+        with file.open("rb") as fh:
+            # a line that is not JSON is an error unless it proves to be the last one (a torn write)
+            torn: ResultsError | None = None
+            for n, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                if torn is not None:
+                    raise torn
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    torn = ResultsError(f"{file}:{n}: not UTF-8 text (byte {exc.start})")
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    torn = ResultsError(f"{file}:{n}: not JSON ({exc.msg})")
+                    torn.__cause__ = exc
+                    continue
+                _read_line(results, data, file, n, bodies)
     return results
+
+
+def _read_line(results: Results, data: Any, file: Path, n: int, bodies: bool) -> None:
+    if not isinstance(data, dict):
+        raise ResultsError(f"{file}:{n}: a JSON {type(data).__name__}, not a record object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{file}:{n}: schema_version {version!r}; this harness reads version {SCHEMA_VERSION}")
+    try:
+        if data.get("kind") == "header":
+            results.headers.append(RunHeader.model_validate(data))
+        elif data.get("kind") == "result":
+            if not bodies:
+                _strip_body_fields(data)
+            results.records.append(RunRecord.model_validate(data))
+        else:
+            raise ResultsError(f"{file}:{n}: unknown record kind {data.get('kind')!r}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(k) for k in first["loc"])
+        raise ResultsError(f"{file}:{n}: invalid {data.get('kind')} record at {where}: {first['msg']}") from exc

@@ -22,6 +22,7 @@ from harness.knobs import merge_difficulty
 from harness.loop import ChatClientLike, run_scenario
 from harness.records import (
     Provenance, Results, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results, repair_results,
+    strip_bodies,
 )
 from harness.scenario import Scenario
 from harness.scoring import score_scenario
@@ -156,6 +157,8 @@ async def run_suite(
     # the results come back as the file holds them without reading it again: what was there before,
     # then this session's header and records as the writer stored them
     results = previous if previous is not None else _previous(out)
+    # each record is kept without its raw bodies once the file has them (harness.records, "Memory")
+    results.bodies = False
     done = _done_keys(results) if resume else set()
     header = RunHeader(run_id=run_id, config=config, targets=targets, provenance=provenance or {})
     writer = ResultsWriter(out)
@@ -204,7 +207,7 @@ async def run_suite(
                             score=score,
                         )
                     )
-                    results.records.append(stored)
+                    results.records.append(strip_bodies(stored))
                     failures += 0 if score.passed else 1
                     log.info(
                         "scenario.done", scenario=sc.id, target=target.name, epoch=epoch,

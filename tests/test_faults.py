@@ -170,7 +170,7 @@ def test_a_50_mb_error_page_leaves_bounded_artifacts(tmp_path):
     assert set(sizes) >= {"results.jsonl", "log.jsonl", "report.html", "junit.xml", "summary.json", "summary.md"}
     assert max(sizes.values()) < 500_000 and sum(sizes.values()) < 1_000_000, sizes
     assert len(proc.stdout) + len(proc.stderr) < 100_000
-    [rec] = read_results(tmp_path / "out" / "results.jsonl").records
+    [rec] = read_results(tmp_path / "out" / "results.jsonl", bodies=True).records
     stored = rec.trajectory.steps[0].reply.response["raw_text"]
     assert stored.startswith("<!doctype html>") and stored.endswith("</html>") and "sha256" in stored
 

@@ -53,7 +53,7 @@ def test_run_records_real_calls_scores_and_server_timings(servers, tmp_path):
     proc = harness("run", str(ROOT / "scenarios"), "--tag", "smoke", "--base-url", server.base_url,
                    "--model", server.model, "--name", "Q8_0", "--max-tokens", "256", "--out", str(out), cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    results = read_results(out / "results.jsonl")
+    results = read_results(out / "results.jsonl", bodies=True)
     assert results.records and not any(r.score.infra_error for r in results.records)
     replies = [s.reply for r in results.records for s in r.trajectory.steps]
     structured = [c for rep in replies for c in rep.tool_calls if c.source == "tool_calls"]

@@ -12,6 +12,7 @@ from harness import scrub
 from harness.outcomes import Outcome
 from harness.records import (
     SCHEMA_VERSION, ResultsError, ResultsWriter, RunConfig, RunHeader, RunRecord, Target, read_results, repair_results,
+    strip_bodies,
 )
 from harness.scores import ScenarioScore
 from harness.trajectory import Reply, Step, Trajectory
@@ -57,6 +58,53 @@ def test_bad_line_in_the_middle_names_file_and_line(tmp_path):
     path.write_text(header("a").model_dump_json() + "\n{oops\n" + record().model_dump_json() + "\n")
     with pytest.raises(ResultsError, match=r"results.jsonl:2: not JSON"):
         read_results(path)
+
+
+def test_a_line_that_is_json_but_no_record_object_names_file_and_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(header("a").model_dump_json() + "\n[1, 2]\n" + record().model_dump_json() + "\n")
+    with pytest.raises(ResultsError, match=r"results.jsonl:2: a JSON list, not a record object"):
+        read_results(path)
+
+
+def test_bytes_that_are_not_utf8_are_an_error_in_the_middle_and_a_torn_write_at_the_end(tmp_path):
+    path = tmp_path / "results.jsonl"
+    good = (header("a").model_dump_json() + "\n" + record("a", "s1").model_dump_json() + "\n").encode()
+    path.write_bytes(good + b'{"kind": "res\xff\xfe' + b"\n")
+    assert [r.scenario_id for r in read_results(path).records] == ["s1"]
+    path.write_bytes(good + b'{"kind": "res\xff\xfe\n' + record("a", "s2").model_dump_json().encode() + b"\n")
+    with pytest.raises(ResultsError, match=r"results.jsonl:3: not UTF-8 text \(byte 13\)"):
+        read_results(path)
+
+
+def _with_bodies(scenario: str) -> RunRecord:
+    rec = record("a", scenario)
+    reply = Reply(content="hi", request={"model": "m", "messages": [{"role": "user", "content": "x" * 500}]},
+                  response={"choices": [{"message": {"content": "hi"}}]})
+    rec.trajectory.steps.append(Step(index=0, turn=1, reply=reply))
+    return rec
+
+
+def test_raw_bodies_stay_in_the_file_unless_asked_for(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as w:
+        w.header(header("a"))
+        w.record(_with_bodies("s1"))
+    light = read_results(path)
+    [step] = light.records[0].trajectory.steps
+    assert light.bodies is False and step.reply.request == {} and step.reply.response is None
+    assert step.reply.content == "hi"  # everything else is read
+    full = read_results(path, bodies=True)
+    [step] = full.records[0].trajectory.steps
+    assert full.bodies is True and step.reply.request["model"] == "m" and step.reply.response["choices"]
+    # the file itself is untouched by either read
+    assert '"x' in path.read_text() and json.loads(path.read_text().splitlines()[1])["trajectory"]["steps"][0]["reply"]["request"]
+
+
+def test_strip_bodies_drops_them_in_place():
+    rec = _with_bodies("s1")
+    assert strip_bodies(rec) is rec
+    assert rec.trajectory.steps[0].reply.request == {} and rec.trajectory.steps[0].reply.response is None
 
 
 def test_other_schema_version_is_refused(tmp_path):
@@ -162,7 +210,7 @@ def test_a_raw_body_of_many_small_parts_is_capped_whole(tmp_path):
     with ResultsWriter(path) as w:
         w.record(rec)
     assert path.stat().st_size < 100_000
-    [stored] = read_results(path).records
+    [stored] = read_results(path, bodies=True).records
     assert "capped" in stored.trajectory.steps[0].reply.response
 
 

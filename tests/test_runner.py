@@ -64,6 +64,28 @@ async def test_runs_every_target_and_epoch_and_writes_records(tmp_path):
     assert {r.score.outcome for r in results.records if not r.score.passed} == {Outcome.WRONG_TOOL}
 
 
+class WithBodies(Model):
+    """Model, with the raw request and response bodies a real client records."""
+
+    async def chat(self, messages, tools, sampling, *, tool_choice="auto"):
+        reply = await super().chat(messages, tools, sampling, tool_choice=tool_choice)
+        return reply.model_copy(update={"request": {"messages": list(messages), "tools": tools},
+                                        "response": {"id": "r", "choices": []}})
+
+
+async def test_the_records_a_run_returns_leave_their_raw_bodies_in_the_file(tmp_path):
+    out = tmp_path / "results.jsonl"
+    target = [Target(name="t", base_url="http://x/v1", model="m")]
+    results = await run_suite(with_ids(scenarios()), target, out=out, config=RunConfig(), client_factory=lambda t: WithBodies())
+    steps = [s for r in results.records for s in r.trajectory.steps]
+    assert results.bodies is False and steps
+    assert all(s.reply.request == {} and s.reply.response is None for s in steps)
+    assert all(s.reply.tool_calls or s.reply.content for s in steps)  # the rest of each reply is kept
+    on_disk = [s for r in read_results(out, bodies=True).records for s in r.trajectory.steps]
+    assert len(on_disk) == len(steps)
+    assert all(s.reply.request["messages"] and s.reply.response == {"id": "r", "choices": []} for s in on_disk)
+
+
 async def test_resume_skips_finished_runs_and_retries_infra_errors(tmp_path):
     scs = with_ids(scenarios())
     out = tmp_path / "results.jsonl"
