@@ -183,7 +183,36 @@ def _run_opts(f: Any) -> Any:
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Commands(click.Group):
+    """The command group; an exception no command expected exits `ExitCode.INTERNAL`, Ctrl-C anywhere
+    `ExitCode.INTERRUPTED`, never 1.
+
+    Python's own exit status for an uncaught exception is 1, which is `ExitCode.REGRESSION` here: a CI job
+    would read a harness bug as a model that got worse."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit):
+            raise
+        except (KeyboardInterrupt, EOFError, click.exceptions.Abort):
+            # click would exit 1 (a regression, to a CI job); a command that keeps finished work says so itself
+            Console(stderr=True, highlight=False).print("[yellow]interrupted.[/]")
+            sys.exit(ExitCode.INTERRUPTED)
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            sub = f"`harness {ctx.invoked_subcommand}`" if ctx.invoked_subcommand else "harness"
+            Console(stderr=True, highlight=False).print(Text.assemble(
+                ("internal error:", "bold red"),
+                f" {sub} failed with {type(exc).__name__}: {str(exc)[:500]}. This is a fault in the harness (or a "
+                f"library it uses), not a result about any model; the traceback is above. Runs that finished are "
+                f"in results.jsonl. Exit code {int(ExitCode.INTERNAL)}."), soft_wrap=True)
+            sys.exit(ExitCode.INTERNAL)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="harness")
 @click.pass_context
 def main(ctx: click.Context) -> None:

@@ -221,3 +221,57 @@ def test_a_server_down_at_the_start_still_writes_summary_and_junit(tmp_path, sui
     assert "infrastructure error, nothing was run" in summary
     root = ET.parse(tmp_path / "ci" / "junit.xml").getroot()
     assert root.get("errors") == "1" and root.find(".//error").get("type") == "infra_error"
+
+
+def patched_harness(patch: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`harness` with `patch` (Python source) run first in the same process: a fault put where one can happen."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    code = f"{patch}\nimport sys\nfrom harness.cli import main\nsys.argv = ['harness', *sys.argv[1:]]\nmain()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _run_with(patch: str, suite: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "run"
+    with FakeServer(models=["m"]) as server:
+        server.responder = model()
+        proc = patched_harness(patch, "run", str(suite), "--base-url", server.base_url, "--model", "m", "--out", str(out),
+                               "--no-preflight", cwd=tmp_path)
+    return proc, out
+
+
+def test_a_fault_in_the_harness_exits_70_never_1_which_means_regression(tmp_path, suite):
+    patch = ("import harness.report\n"
+             "def broken(*a, **k): raise RuntimeError('renderer bug')\n"
+             "harness.report.render_junit = broken")
+    proc, out = _run_with(patch, suite, tmp_path)
+    assert proc.returncode == 70, proc.stderr[-2000:]
+    assert "Traceback" in proc.stderr and "RuntimeError: renderer bug" in proc.stderr
+    assert "internal error: `harness run` failed with RuntimeError: renderer bug" in proc.stderr
+    assert "not a result about any model" in proc.stderr
+    # the runs that finished are kept, and the report written before the fault too
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+    assert (out / "summary.md").stat().st_size > 0
+
+
+def test_ctrl_c_exits_130_where_the_command_catches_it_and_where_none_does(tmp_path, suite):
+    patch = ("import harness.report\n"
+             "def interrupted(*a, **k): raise KeyboardInterrupt\n"
+             "harness.report.write_reports = interrupted")
+    # `run` catches it itself and says how to continue
+    proc, out = _run_with(patch, suite, tmp_path)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "--resume" in proc.stdout and len((out / "results.jsonl").read_text().splitlines()) == 4
+    # `report` has no handler of its own: click would exit 1 (a regression, to CI); the group exits 130
+    proc = patched_harness(patch, "report", str(out / "results.jsonl"), cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_plot_that_cannot_be_drawn_costs_that_plot_only(tmp_path, suite):
+    # matplotlib missing or broken: the page is written without its plots, saying why, and the exit code is the run's
+    proc, out = _run_with("import sys\nsys.modules['matplotlib'] = None", suite, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (out / "report.html").read_text()
+    assert page.count("Plot not drawn (") == 2 and "ModuleNotFoundError" in page
+    assert "data:image/svg+xml" not in page and 'id="depth"' in page and 'id="accuracy"' in page
+    assert "report.plot_failed" in proc.stderr

@@ -194,8 +194,14 @@ def test_gate_result_round_trips_as_json(baseline):
 def test_exit_codes_are_the_documented_contract_and_the_cli_uses_them():
     # CI scripts branch on these numbers: changing one breaks users' pipelines
     assert [(c.name, c.value) for c in ExitCode] == [
-        ("OK", 0), ("REGRESSION", 1), ("BAD_INPUT", 2), ("INFRA", 3), ("MEANINGLESS", 4), ("INTERRUPTED", 130)]
+        ("OK", 0), ("REGRESSION", 1), ("BAD_INPUT", 2), ("INFRA", 3), ("MEANINGLESS", 4), ("INTERNAL", 70),
+        ("INTERRUPTED", 130)]
     assert cli.ExitCode is ExitCode
+    # and docs/ci.md's table names every one of them
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ci.md").read_text()
+    assert all(f"| {c.value} | `{c.name}` |" in doc for c in ExitCode), [c for c in ExitCode if f"| {c.value} | `{c.name}` |" not in doc]
 
 
 def test_the_example_workflow_uses_only_flags_harness_run_has():

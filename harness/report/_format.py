@@ -235,6 +235,13 @@ def runs_index(results: Results) -> dict[tuple[str, str], list[RunRecord]]:
     return index
 
 
+def sized(targets: list[TargetSummary]) -> bool:
+    """Whether builds can be placed by file size: every size known and no two equal (equal sizes would
+    stack builds on one x position; the plot then gives each build a column)."""
+    sizes = [t.size_bytes for t in targets]
+    return len(targets) > 1 and all(sizes) and len(set(sizes)) == len(sizes)
+
+
 def find_record(runs: list[RunRecord], epoch: int | None, passed: bool | None) -> RunRecord | None:
     """The run a flip refers to: its epoch when both sides' shown runs share one, else the first scored run with `passed`."""
     if epoch is not None:

@@ -11,7 +11,7 @@ import base64
 import html
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +20,7 @@ from harness.outcomes import Outcome
 from harness.records import Results, RunRecord
 from harness.report._format import (
     as_json, ci_text, claim_text, clean, clip, delta_ci_text, find_record, headline, headline_mark, is_comparison, ms,
-    number, one_line, ordered_targets, p_value, pct, pts, rate_text, runs_index, seconds, size, style_of,
+    number, one_line, ordered_targets, p_value, pct, pts, rate_text, runs_index, seconds, size, sized, style_of,
 )
 from harness.report.styles import CSS
 from harness.scores import Check, StepScore
@@ -78,6 +78,20 @@ def _kv(rows: list[tuple[str, Any]]) -> Markup:
 def _table(head: list[Any], rows: list[list[Any]], class_: str = "grid") -> Markup:
     return h("table", h("thead", h("tr", *[h("th", c) for c in head])), h("tbody", *[h("tr", *[h("td", c) for c in r]) for r in rows]),
              class_=class_)
+
+
+def _drawn(draw: Callable[[Any], str | None], alt: str) -> Markup | None:
+    """`draw(plots)` embedded, or a line saying why it is missing: a plot is a nicety, and a broken matplotlib
+    (or a bug in a plot) must cost that plot only, never the page or the run's exit code."""
+    try:
+        from harness.report import plots  # matplotlib is imported only when a plot is drawn
+
+        return _plot(draw(plots), alt)
+    except Exception as exc:
+        import structlog
+
+        structlog.get_logger("harness.report").warning("report.plot_failed", plot=alt, error=repr(exc)[:300])
+        return h("p", f"Plot not drawn ({alt}): {type(exc).__name__}: {one_line(str(exc), 300)}", class_="muted plot-missing")
 
 
 def _plot(svg: str | None, alt: str) -> Markup | None:
@@ -246,15 +260,12 @@ def _accuracy(comparison: Comparison) -> Markup:
 
 
 def _accuracy_plot(comparison: Comparison) -> Markup | None:
-    # matplotlib is imported only when a plot is drawn
-    from harness.report import plots
-
     if len(comparison.targets) == 1:
-        return _plot(plots.strata_plot(comparison.targets[0]), "Pass rate overall and per stratum, with 95% Wilson intervals")
-    sized = plots.sized(comparison.targets)
-    return _plot(plots.accuracy_plot(comparison),
-                 "Pass rate per stratum against build " + ("size" if sized else "(sizes unknown or equal)")
-                 + ", with 95% Wilson intervals")
+        return _drawn(lambda plots: plots.strata_plot(comparison.targets[0]),
+                      "Pass rate overall and per stratum, with 95% Wilson intervals")
+    return _drawn(lambda plots: plots.accuracy_plot(comparison),
+                  "Pass rate per stratum against build " + ("size" if sized(comparison.targets) else "(sizes unknown or equal)")
+                  + ", with 95% Wilson intervals")
 
 
 def _strata(comparison: Comparison) -> Markup | None:
@@ -278,8 +289,6 @@ def _strata(comparison: Comparison) -> Markup | None:
 
 
 def _depth(comparison: Comparison) -> Markup:
-    from harness.report import plots
-
     targets = ordered_targets(comparison)
     deepest = max((p.index for t in targets for p in t.depth), default=-1)
     rows = []
@@ -293,7 +302,7 @@ def _depth(comparison: Comparison) -> Markup:
              h("p", "Kaplan-Meier survival: the estimated share of runs with no failed step up to and including each "
                     "expected step. A run with fewer expected steps leaves the count when it ends, neither a survivor "
                     "nor a failure; (n✘) runs first failing there.", class_="muted"),
-             _plot(plots.survival_plot(comparison), "Runs still on track after each expected step"),
+             _drawn(lambda plots: plots.survival_plot(comparison), "Runs still on track after each expected step"),
              h("div", table, class_="scroll"), id="depth")
 
 

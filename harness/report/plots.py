@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from harness.compare import Comparison, TargetSummary
+from harness.report._format import sized
 
 __all__ = ["accuracy_plot", "sized", "strata_plot", "survival_plot"]
 
@@ -47,12 +48,6 @@ def _percent_axis(ax, label: str = "pass rate") -> None:
     ax.set_ylim(-3, 103)
     ax.set_ylabel(label)
     ax.yaxis.set_major_formatter(PercentFormatter())
-
-
-def sized(targets: list[TargetSummary]) -> bool:
-    # equal sizes would stack every build on one x position: fall back to one column per build
-    sizes = [t.size_bytes for t in targets]
-    return len(targets) > 1 and all(sizes) and len(set(sizes)) == len(sizes)
 
 
 def accuracy_plot(comparison: Comparison) -> str | None:
