@@ -41,6 +41,28 @@ class HarnessError(click.ClickException):
                                                     soft_wrap=True)
 
 
+def _writable_folder(path: Path, what: str) -> Path:
+    """Create `path` (a folder the user named, or its default) or say which and why not: exit 2, no traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{what} {path}: cannot create this folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HarnessError(f"{what} {path}: this folder is not writable")
+    return path
+
+
+def _check_report_paths(**paths: str | None) -> None:
+    """--junit / --html / --markdown: checked before the run, not found unwritable after an hour of model time."""
+    for flag, value in paths.items():
+        if not value:
+            continue
+        target = Path(value)
+        if target.is_dir():
+            raise HarnessError(f"--{flag} {value}: is a folder; give a file name")
+        _writable_folder(target.parent, f"--{flag} {value}: its folder")
+
+
 def _default_scenarios() -> list[str]:
     here = Path(__file__).resolve().parent.parent / "scenarios"
     if here.is_dir():
@@ -204,11 +226,13 @@ class _Commands(click.Group):
 
             traceback.print_exc()
             sub = f"`harness {ctx.invoked_subcommand}`" if ctx.invoked_subcommand else "harness"
+            why = ("the operating system refused a file or socket operation (a full disk, permissions, a path that "
+                   "went away)" if isinstance(exc, OSError) else "this is a fault in the harness (or a library it uses)")
             Console(stderr=True, highlight=False).print(Text.assemble(
                 ("internal error:", "bold red"),
-                f" {sub} failed with {type(exc).__name__}: {str(exc)[:500]}. This is a fault in the harness (or a "
-                f"library it uses), not a result about any model; the traceback is above. Runs that finished are "
-                f"in results.jsonl. Exit code {int(ExitCode.INTERNAL)}."), soft_wrap=True)
+                f" {sub} failed with {type(exc).__name__}: {str(exc)[:500]}. {why[0].upper()}{why[1:]}, not a result "
+                f"about any model; the traceback is above. Runs that finished are in results.jsonl. "
+                f"Exit code {int(ExitCode.INTERNAL)}."), soft_wrap=True)
             sys.exit(ExitCode.INTERNAL)
 
 
@@ -444,6 +468,7 @@ def _execute(
             if path and not Path(path).is_file():
                 # say so before an hour of runs, not after
                 raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
+        _check_report_paths(junit=junit, html=html, markdown=markdown)
         floors: dict[str, float] = {}
         if fail_under:
             # the gate, and the statistics it imports, only when a floor is set: not before the first request
@@ -480,7 +505,7 @@ def _execute(
             previous = _check_resume(results_file, scenarios, targets, config, console)
         else:
             _check_fresh(results_file)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            _writable_folder(run_dir, "--out" if out_dir else "the run folder")
             configure_logging(run_dir / "log.jsonl", verbose=verbose)
         provenance = dict(provenance or {})
         part = f" (shard {shard})" if shard else ""
@@ -842,8 +867,8 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         contexts = [int(c) for c in _csv(ctx)]
     except ValueError:
         raise HarnessError(f"--ctx {ctx!r}: expected comma-separated integers, e.g. 4096,8192") from None
-    run_dir = Path(resume_dir or out_dir or Path("runs") / f"audit-{new_run_id()}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _writable_folder(Path(resume_dir or out_dir or Path("runs") / f"audit-{new_run_id()}"),
+                               "--resume" if resume_dir else "--out" if out_dir else "the audit folder")
     configure_logging(run_dir / "log.jsonl", verbose=verbose)
     try:
         plan = au.resolve_source(sources, quants=_csv(quants) if quants is not None else None, reference=reference,
@@ -1121,8 +1146,8 @@ def report(results_paths: tuple[str, ...], reference: str | None, tolerance: flo
     if reference and reference not in targets:
         raise HarnessError(f"--reference {reference!r} is not in the results (targets: {targets})")
     first = Path(results_paths[0])
-    run_dir = Path(out_dir) if out_dir else (first if first.is_dir() else first.parent)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _writable_folder(Path(out_dir) if out_dir else (first if first.is_dir() else first.parent),
+                               "--out" if out_dir else "the results' folder (--out names another)")
     console = _console(json_out)
     code = _finish(results, run_dir, console, reference=reference, tolerance=next((t for t in (tolerance, cfg.tolerance) if t is not None), None),
                    critical=list(critical) or cfg.critical_strata, baseline=baseline, max_drop=max_drop,

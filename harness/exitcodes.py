@@ -25,7 +25,8 @@ class ExitCode(IntEnum):
     """A preflight finding makes the run meaningless: the server dropped the tools from the prompt and no run
     made a structured tool call, so the model never saw what it was graded on (`--allow-meaningless` to accept)."""
     INTERNAL = 70
-    """The harness itself failed (a bug, or a library it uses broke): not a verdict on any model. The
-    traceback is on stderr; finished runs are in results.jsonl (sysexits' EX_SOFTWARE)."""
+    """The harness could not finish: a bug, a library it uses broke, or the machine refused a file operation
+    (a full disk). Not a verdict on any model. The traceback is on stderr; finished runs are in results.jsonl
+    (sysexits' EX_SOFTWARE)."""
     INTERRUPTED = 130
     """Ctrl-C: finished runs are on disk; `--resume` continues."""

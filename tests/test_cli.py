@@ -275,3 +275,21 @@ def test_a_plot_that_cannot_be_drawn_costs_that_plot_only(tmp_path, suite):
     assert page.count("Plot not drawn (") == 2 and "ModuleNotFoundError" in page
     assert "data:image/svg+xml" not in page and 'id="depth"' in page and 'id="accuracy"' in page
     assert "report.plot_failed" in proc.stderr
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--out", "/proc/no-such-folder"], "--out /proc/no-such-folder: cannot create this folder"),
+    (["--junit", "/proc/none/junit.xml"], "--junit /proc/none/junit.xml: its folder /proc/none: cannot create"),
+    (["--markdown", "{tmp}"], "is a directory"),  # click says so first
+])
+def test_an_output_path_that_cannot_be_written_is_bad_input_before_any_request(tmp_path, suite, flags, named):
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    if "--out" not in flags:
+        flags += ["--out", str(tmp_path / "run")]
+    with FakeServer(models=["m"]) as server:
+        server.responder = model()
+        proc = harness("run", str(suite), "--base-url", server.base_url, "--model", "m", "--no-preflight", *flags, cwd=tmp_path)
+        sent = len(server.chat_requests)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+    assert sent == 0
