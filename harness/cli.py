@@ -140,6 +140,26 @@ def _parse_target(spec: str) -> Target:
     return Target(name=name, base_url=urls[0], endpoints=urls[1:], model=model)
 
 
+def _check_urls(target: Target) -> None:
+    """A base URL that is not http(s)://host is bad input (exit 2), not a server that is down (exit 3)."""
+    from urllib.parse import urlsplit
+
+    from harness.scrub import redact_url
+
+    for url in [target.base_url, *target.endpoints]:
+        if not url and target.provider == "litellm":
+            continue  # LiteLLM's own provider routing needs no base URL
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            raise HarnessError(f"target {target.name!r}: base URL {redact_url(url)!r} is not an http(s) URL with a host, "
+                               "e.g. http://localhost:11434/v1 (Ollama) or http://127.0.0.1:8080/v1 (llama-server)")
+
+
 def _knobs(values: tuple[str, ...]) -> dict[str, Any]:
     from harness.knobs import KnobError, parse_knobs
 
@@ -165,10 +185,10 @@ def _run_opts(f: Any) -> Any:
         click.option("--epochs", default=None, type=click.IntRange(1, 100),
                      help="Repeat every scenario this many times (default: 1 for run, 2 for compare, so each build's "
                           "flaky scenarios show; at temperature 0 epochs add no evidence, only a stability check)."),
-        click.option("--temperature", default=0.0, show_default=True, type=float),
-        click.option("--top-p", default=1.0, show_default=True, type=float),
+        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0)),
+        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True)),
         click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--max-tokens", default=512, show_default=True, type=int),
+        click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(min=1)),
         click.option("--concurrency", default=None, type=click.IntRange(1, 64),
                      help="Scenarios in flight per target (default: the server's slots, e.g. llama.cpp total_slots; else 1)."),
         click.option("--shard", "shard_spec", metavar="K/N",
@@ -177,7 +197,8 @@ def _run_opts(f: Any) -> Any:
         click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/<run id>)."),
         click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted run in this folder."),
         click.option("--baseline", type=click.Path(dir_okay=False), help="Gate against this summary.json (e.g. last night's)."),
-        click.option("--max-drop", default=2.0, show_default=True, type=float, help="Allowed pass-rate drop in points against --baseline."),
+        click.option("--max-drop", default=2.0, show_default=True, type=click.FloatRange(0, 100),
+                     help="Allowed pass-rate drop in points against --baseline."),
         click.option("--pinned-baseline", type=click.Path(dir_okay=False),
                      help="Also gate against this fixed summary.json (catches slow slides that nightly diffs miss)."),
         click.option("--gate-alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1),
@@ -438,6 +459,7 @@ def _execute(
 
     console = _console(json_out)
     for target in targets:
+        _check_urls(target)
         if target.api_key is None:
             # as the openai SDK does: a key in the environment is used when none is given
             target.api_key = os.environ.get("HARNESS_API_KEY") or os.environ.get("OPENAI_API_KEY")
@@ -469,6 +491,8 @@ def _execute(
                 # say so before an hour of runs, not after
                 raise HarnessError(f"{flag} {path}: no such file (expected a summary.json from an earlier run)")
         _check_report_paths(junit=junit, html=html, markdown=markdown)
+        if cache_dir:
+            _writable_folder(Path(cache_dir), "--cache")
         floors: dict[str, float] = {}
         if fail_under:
             # the gate, and the statistics it imports, only when a floor is set: not before the first request
@@ -536,7 +560,7 @@ def _execute(
         if cache_dir:
             from harness.cache import ResponseCache
 
-            cache = ResponseCache(cache_dir)
+            cache = ResponseCache(_writable_folder(Path(cache_dir), "--cache"))
 
         def factory(target: Target) -> Any:
             client = make_client(target, timeout_s=timeout, retries=retries)
@@ -824,20 +848,21 @@ def _csv(value: str | None) -> list[str]:
 @click.option("--ctx", help="Context sizes, each rung x size a build, e.g. 4096,8192.")
 @click.option("--gpu-layers", help="llama-server --gpu-layers (a number, auto or all).")
 @click.option("--server-arg", "server_args", multiple=True, help="Extra llama-server argument (repeatable), e.g. --server-arg=--mlock.")
-@click.option("--threads", type=int, help="llama-server threads (default: the cores, at most 8).")
+@click.option("--threads", type=click.IntRange(min=1), help="llama-server threads (default: the cores, at most 8).")
 @click.option("--pull", is_flag=True, help="Ollama: pull the tags --quants names that are missing.")
 @click.option("--ollama-host", default="http://localhost:11434", show_default=True, envvar="OLLAMA_HOST")
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag or stratum (default with no source: smoke).")
 @click.option("--id", "ids", multiple=True, help="Only the scenario with this id (repeatable).")
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(1, 100), help="Epochs (2+ gives a noise floor).")
-@click.option("--tolerance", default=5.0, show_default=True, type=float, help="Allowed drop in pass-rate points versus the reference.")
+@click.option("--tolerance", default=5.0, show_default=True, type=click.FloatRange(0, 100),
+              help="Allowed drop in pass-rate points versus the reference.")
 @click.option("--critical", multiple=True, help="Stratum that must stay within tolerance (repeatable; default: all).")
-@click.option("--max-tokens", default=256, show_default=True, type=int)
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results and reports (default: runs/audit-<id>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), help="Continue an interrupted audit in this folder.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True, help="Probe each build's server first.")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds per request.")
 @click.option("--json", "json_out", is_flag=True, help="Print the audit report as JSON.")
 @click.option("-v", "--verbose", is_flag=True)
 def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imatrix: str | None, calibrate: str | None,
@@ -1100,7 +1125,10 @@ def schema(out: str | None, check: bool) -> None:
             raise HarnessError(f"{path} is out of date; run `harness schema` to regenerate it")
         click.echo(f"{path} is up to date")
         return
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"{'--out ' if out else ''}{path}: cannot write the schema here ({exc.strerror or exc})") from None
     click.echo(f"wrote {path}")
 
 
@@ -1202,9 +1230,13 @@ def bfcl_multi_turn(path: str, base_url: str, model: str, limit: int | None, out
         raise HarnessError(str(exc)) from None
     if not entries:
         raise HarnessError(f"no BFCL multi-turn entries under {path}")
+    target = Target(name=model, base_url=base_url, model=model)
+    _check_urls(target)
+    if out_file:
+        _check_report_paths(out=out_file)
 
     async def go() -> list[mt.MultiTurnRun]:
-        client = make_client(Target(name=model, base_url=base_url, model=model))
+        client = make_client(target)
         try:
             return [await mt.run_multi_turn(e, client, target=model) for e in entries]
         finally:

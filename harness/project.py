@@ -69,8 +69,8 @@ class Project(_Model):
     critical: list[Stratum] = Field(default_factory=list)
     """Strata that must stay within tolerance (compare)."""
     epochs: int | None = Field(default=None, ge=1, le=100)
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     concurrency: int | None = Field(default=None, ge=1, le=64)
@@ -84,7 +84,7 @@ class Project(_Model):
     """Last night's summary.json: catches a sudden drop."""
     pinned_baseline: str | None = None
     """A committed summary.json updated only by review: catches a slow slide."""
-    max_drop: float | None = Field(default=None, ge=0)
+    max_drop: float | None = Field(default=None, ge=0, le=100)
     """Allowed drop in points against the baselines."""
     gate_alpha: float | None = Field(default=None, ge=0, le=1)
     """False-alarm rate of the gate's scenario-level sign test (1: gate on max_drop alone)."""

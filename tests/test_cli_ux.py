@@ -225,3 +225,47 @@ def test_ollama_placement_and_capabilities_reach_the_report(tmp_path, suite):
     page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (tmp_path / "o" / "report.html").read_text()))
     assert "6.00 GB VRAM, 75% in VRAM" in page
     assert "completion, tools" in page
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host/v1", "http://localhost:abc/v1", "http:///v1", "localhost:11434/v1"])
+def test_a_base_url_that_is_no_http_url_is_bad_input_not_a_server_down(tmp_path, suite, url):
+    result = invoke("run", str(suite), "--base-url", url, "--model", "m", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, out_of(result)
+    assert "is not an http(s) URL with a host" in out_of(result) and "e.g. http://localhost:11434/v1" in out_of(result)
+    assert not (tmp_path / "run").exists()  # refused before anything was made
+
+
+def test_a_bad_url_in_compare_names_its_target(tmp_path, suite):
+    result = invoke("compare", str(suite), "--target", "ref=http://127.0.0.1:1/v1@m", "--target", "q4=nohost@m",
+                    "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, out_of(result)
+    assert "target 'q4': base URL 'nohost'" in out_of(result)
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.5"),
+                                         ("--max-tokens", "0"), ("--max-drop", "-2")])
+def test_sampling_and_gate_values_out_of_range_are_refused(tmp_path, suite, flag, value):
+    # a free port: were the value accepted, the run would get as far as the server check and exit 3
+    result = invoke("run", str(suite), "--base-url", "http://127.0.0.1:9/v1", "--model", "m", flag, value,
+                    "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, out_of(result)
+    assert f"Invalid value for '{flag}'" in out_of(result)
+
+
+def test_a_project_file_is_held_to_the_same_ranges(tmp_path, suite):
+    project = tmp_path / "harness.yaml"
+    project.write_text("targets:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m}\ntemperature: -0.5\ntop_p: 0\n")
+    result = invoke("run", str(suite), "-c", str(project))
+    assert result.exit_code == 2, out_of(result)
+    assert "temperature: Input should be greater than or equal to 0" in out_of(result)
+    assert "top_p: Input should be greater than 0" in out_of(result)
+
+
+def test_an_unwritable_cache_folder_and_schema_path_are_bad_input(tmp_path, suite):
+    result = invoke("run", str(suite), "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--cache", "/proc/no-cache",
+                    "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, out_of(result)
+    assert "--cache /proc/no-cache: cannot create this folder" in out_of(result)
+    result = invoke("schema", "--out", "/proc/none/scenario.schema.json")
+    assert result.exit_code == 2, out_of(result)
+    assert "--out /proc/none/scenario.schema.json: cannot write the schema here" in out_of(result)
