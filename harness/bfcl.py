@@ -303,7 +303,8 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise BFCLError([ScenarioProblem(file=str(path), message=f"cannot read: {exc.strerror}")]) from exc
     entries: list[tuple[int, dict[str, Any]]] = []
     problems: list[ScenarioProblem] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines end at "\n" only: str.splitlines() would also break a line at a raw U+2028 or U+0085 inside a string
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -303,7 +303,7 @@ def grade_multi_turn(entry: MultiTurnEntry, steps: list[list[list[str]]]) -> Mul
 
 def _func_docs(data_dir: Path, class_name: str) -> list[dict[str, Any]]:
     path = data_dir / "multi_turn_func_doc" / f"{_FUNC_DOCS[class_name]}.json"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def load_multi_turn(question_path: str | Path, *, data_dir: str | Path | None = None) -> list[MultiTurnEntry]:
@@ -315,9 +315,10 @@ def load_multi_turn(question_path: str | Path, *, data_dir: str | Path | None = 
     answer_path = path.parent / "possible_answer" / path.name
     if not answer_path.is_file():
         raise BFCLError([ScenarioProblem(file=str(path), message=f"no possible-answer file: expected {answer_path}")])
-    answers = {a["id"]: a for a in map(json.loads, answer_path.read_text(encoding="utf-8").splitlines())}
+    # JSON Lines end at "\n" only (str.splitlines() also breaks at a raw U+2028 inside a string)
+    answers = {a["id"]: a for a in (json.loads(t) for t in answer_path.read_text(encoding="utf-8").split("\n") if t.strip())}
     entries = []
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not text.strip():
             continue
         raw = json.loads(text)

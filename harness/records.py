@@ -256,12 +256,13 @@ class Results(_Model):
 
 
 def strip_bodies(record: RunRecord) -> RunRecord:
-    """Drop every reply's raw request and response body from `record`, in place, and return it.
+    """Drop every reply's raw request and response body from `record` and return it.
 
-    For a record already in the results file, which keeps them (see the module docstring)."""
+    For a record already in the results file, which keeps them (see the module docstring). Each step gets
+    a copy of its reply without them; the reply objects themselves are left alone (a client may hand the
+    same one out again)."""
     for step in record.trajectory.steps:
-        step.reply.request = {}
-        step.reply.response = None
+        step.reply = step.reply.model_copy(update={"request": {}, "response": None})
     return record
 
 
@@ -471,6 +472,9 @@ def _results_files(path: Path) -> list[Path]:
 
 def read_results(paths: list[str | Path] | str | Path, *, bodies: bool = False) -> Results:
     """Read results files (or folders of them) into one `Results`; several files merge (shards, nights).
+
+    Lines end at "\n" only, as the writer ends them: a raw U+2028 or U+0085 a model wrote into a string is
+    part of its line (`str.splitlines()` would break the record there).
 
     A truncated last line (a crash mid-write) is skipped; any other bad line is an error naming file and line.
     `bodies`: also load the replies' raw request and response bodies (off: see the module docstring).

@@ -101,10 +101,30 @@ def test_raw_bodies_stay_in_the_file_unless_asked_for(tmp_path):
     assert '"x' in path.read_text() and json.loads(path.read_text().splitlines()[1])["trajectory"]["steps"][0]["reply"]["request"]
 
 
-def test_strip_bodies_drops_them_in_place():
+def test_strip_bodies_drops_them_from_the_record_and_leaves_the_reply_objects_alone():
     rec = _with_bodies("s1")
+    reply = rec.trajectory.steps[0].reply
     assert strip_bodies(rec) is rec
     assert rec.trajectory.steps[0].reply.request == {} and rec.trajectory.steps[0].reply.response is None
+    assert rec.trajectory.steps[0].reply.content == "hi"
+    assert reply.request["model"] == "m" and reply.response  # a client may hand this object out again
+
+
+def test_line_and_paragraph_separators_a_model_wrote_stay_inside_their_record(tmp_path):
+    # JSON allows U+2028, U+2029 and U+0085 raw in strings and the writer leaves them raw; splitlines() broke
+    # such a record in two ("not JSON", or silently dropped when it was the last line)
+    path = tmp_path / "results.jsonl"
+    odd = "line\u2028sep\u2029para\x85nel\x1cfs\rcr end"
+    with ResultsWriter(path) as w:
+        w.header(header("a"))
+        for sid in ("s1", "s2"):
+            rec = record("a", sid)
+            rec.trajectory.steps.append(Step(index=0, turn=1, reply=Reply(content=odd)))
+            w.record(rec)
+    assert "\u2028" in path.read_text(encoding="utf-8")  # raw in the file, not escaped
+    got = read_results(path).records
+    assert [r.scenario_id for r in got] == ["s1", "s2"]
+    assert all(r.trajectory.steps[0].reply.content == odd for r in got)
 
 
 def test_other_schema_version_is_refused(tmp_path):
