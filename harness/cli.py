@@ -736,9 +736,12 @@ def _write_infra_reports(run_dir: Path, message: str, *, junit: str | None, mark
     """summary.md and junit.xml for a run that never started because a server was down."""
     from xml.sax.saxutils import escape, quoteattr
 
+    from harness.report._format import clean
     from harness.scrub import redact
 
-    message = redact(message)
+    # the server's words arrive quoted (repr) by the server check; a second guard all the same: nothing
+    # XML 1.0 refuses may reach junit.xml, which a CI system's parser would reject whole
+    message = clean(redact(message))
     summary = f"## ⚠️ agentic-harness: infrastructure error, nothing was run\n\n{message}\n\nExit code 3 (INFRA): not a model regression.\n"
     xml = ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites name="agentic-harness" tests="1" errors="1" failures="0">'
            '<testsuite name="server check" tests="1" errors="1" failures="0"><testcase classname="server check" '

@@ -293,3 +293,18 @@ def test_an_output_path_that_cannot_be_written_is_bad_input_before_any_request(t
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert named in proc.stderr and "Traceback" not in proc.stderr
     assert sent == 0
+
+
+def test_a_server_error_page_with_characters_xml_refuses_still_gives_a_valid_junit(tmp_path, suite):
+    import xml.etree.ElementTree as ET
+
+    from tests.fakeserver import Canned
+
+    with FakeServer(models=["m"]) as server:
+        server.route("/v1/models", Canned(status=503, text="overloaded \ufffe\x00\x1b[31m <b>&amp; ]]>"))
+        out = harness("run", str(suite), "--base-url", server.base_url, "--model", "m", "--no-preflight",
+                      "--out", str(tmp_path / "night"), cwd=tmp_path)
+    assert out.returncode == 3, out.stderr + out.stdout
+    root = ET.parse(tmp_path / "night" / "junit.xml").getroot()
+    error = root.find(".//error")
+    assert error.get("type") == "infra_error" and "overloaded" in error.text and "\ufffe" not in error.text

@@ -13,11 +13,13 @@ from harness.records import Results, RunRecord
 
 # control characters (invalid in XML, noise in HTML) and lone surrogates (half an emoji from a
 # cut-off reply, which no UTF-8 file can hold)
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# what XML 1.0 forbids (C0 controls but tab and newlines, lone surrogates, U+FFFE and U+FFFF), and DEL
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean(text: Any) -> str:
-    """`text` as a string with control characters and lone surrogates replaced by U+FFFD."""
+    """`text` as a string with control characters, lone surrogates and the noncharacters U+FFFE and U+FFFF
+    (a byte-swapped BOM from a broken tokenizer) replaced by U+FFFD: nothing XML 1.0 refuses is left."""
     return _CONTROL.sub("\ufffd", "" if text is None else str(text))
 
 
