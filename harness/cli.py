@@ -29,6 +29,14 @@ from harness.records import Provenance, RunConfig, Sampling, Target
 __all__ = ["main", "ExitCode", "HarnessError"]
 
 
+def _esc(value: object) -> str:
+    """A path, name or message put into a rich markup string: its brackets shown, never read as markup
+    (`[q4]` would vanish as an unknown style, `[/x]` raise MarkupError)."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 class HarnessError(click.ClickException):
     """A user-facing error: printed as one paragraph, no traceback."""
 
@@ -533,7 +541,7 @@ def _execute(
             configure_logging(run_dir / "log.jsonl", verbose=verbose)
         provenance = dict(provenance or {})
         part = f" (shard {shard})" if shard else ""
-        console.print(f"[bold]{len(scenarios)} scenarios[/]{part} x {len(targets)} target(s) x {epochs} epoch(s) -> {run_dir}")
+        console.print(f"[bold]{len(scenarios)} scenarios[/]{part} x {len(targets)} target(s) x {epochs} epoch(s) -> {_esc(run_dir)}")
         if len(targets) > 1 and scenarios:
             from harness.stats import min_decidable_scenarios, z_value
 
@@ -582,7 +590,7 @@ def _execute(
                        allow_meaningless=allow_meaningless)
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / "results.jsonl").exists():
-            console.print(f"[yellow]interrupted.[/] Finished runs are saved in {run_dir / 'results.jsonl'}; "
+            console.print(f"[yellow]interrupted.[/] Finished runs are saved in {_esc(run_dir / 'results.jsonl')}; "
                           f"continue with the same command plus --resume {run_dir}")
         else:
             console.print("[yellow]interrupted[/] before any run started; nothing was written.")
@@ -621,11 +629,11 @@ def _check_resume(results_file: Path, scenarios: list[Any], targets: list[Target
 
     if not results_file.exists() or results_file.stat().st_size == 0:
         # killed before its header was written: nothing to continue, nothing to contradict
-        console.print(f"[yellow]note:[/] no results in {results_file.parent} yet; starting the run there")
+        console.print(f"[yellow]note:[/] no results in {_esc(results_file.parent)} yet; starting the run there")
         return None
     repair = repair_results(results_file)
     if repair is not None:
-        console.print(f"[yellow]repaired:[/] {repair.message}")
+        console.print(f"[yellow]repaired:[/] {_esc(repair.message)}")
         # on the terminal already; the log keeps it too
         structlog.get_logger("harness.cli").info(
             "results.repaired", path=repair.path, line=repair.line, dropped_bytes=repair.dropped_bytes,
@@ -720,7 +728,7 @@ def _concurrency(targets: list[Target], provenance: dict[str, Provenance], overr
         chosen = choose_concurrency(target.name, provenance.get(target.name), override)
         out[target.name] = chosen.value
         if chosen.source not in ("--concurrency", "default"):
-            console.print(f"[{target.name}] {chosen.value} scenario(s) in flight ({chosen.source}; --concurrency overrides)")
+            console.print(Text(f"[{target.name}] {chosen.value} scenario(s) in flight ({chosen.source}; --concurrency overrides)"))
     return out
 
 
@@ -800,7 +808,7 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             console.print(Text.assemble(("gate: " if passed else "gate failed: ", "bold green" if passed else "bold red"),
                                         line))
         report.print_terminal(comparison, console, results=results, shown=shown)
-        console.print(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}")
+        console.print(Text(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}"))
     # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
     from harness.gate import DEFAULT_MAX_INFRA_SHARE
 
@@ -811,9 +819,9 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
         if records and (lost == len(records) or lost / len(records) > DEFAULT_MAX_INFRA_SHARE):
             infra = True
             every = "every run" if lost == len(records) else f"{lost} of {len(records)} runs ({lost / len(records):.0%})"
-            console.print(f"[red]{every} against {name!r} hit an infrastructure error[/] (more than "
+            console.print(f"[red]{every} against {_esc(repr(name))} hit an infrastructure error[/] (more than "
                           f"{DEFAULT_MAX_INFRA_SHARE:.0%} of runs): the numbers cannot be trusted. "
-                          f"Check the server, then rerun the lost runs with --resume {run_dir}.")
+                          f"Check the server, then rerun the lost runs with --resume {_esc(run_dir)}.")
     if infra and code == ExitCode.OK:
         return int(ExitCode.INFRA)
     return int(code)
@@ -910,8 +918,8 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         sampling=Sampling(max_tokens=max_tokens, seed=seed), reference=plan.reference, tolerance=tolerance,
         critical_strata=list(critical), harness_version=__version__,
     )
-    console.print(f"[bold]audit[/] {plan.source}: {len(plan.builds)} builds x {len(scenarios)} scenarios x {epochs} "
-                  f"epoch(s) -> {run_dir}")
+    console.print(f"[bold]audit[/] {_esc(plan.source)}: {len(plan.builds)} builds x {len(scenarios)} scenarios x {epochs} "
+                  f"epoch(s) -> {_esc(run_dir)}")
 
     def probe(target: Target, prov: Provenance) -> None:
         asyncio.run(_check_and_probe([target], {target.name: prov}, scenarios, config, False, timeout, console))
@@ -921,10 +929,10 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
             report = au.run_audit(plan, scenarios, config, run_dir, imatrix=imatrix, calibrate=calibrate,
                                   gpu_layers=gpu_layers, server_args=list(server_args), threads=threads,
                                   timeout_s=timeout, preflight=probe if preflight else None, progress=progress,
-                                  say=console.print)
+                                  say=lambda message: console.print(Text(message)))
         except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted.[/] Finished builds and runs are in {run_dir}; "
-                          f"continue with the same command plus --resume {run_dir}")
+            console.print(f"[yellow]interrupted.[/] Finished builds and runs are in {_esc(run_dir)}; "
+                          f"continue with the same command plus --resume {_esc(run_dir)}")
             sys.exit(ExitCode.INTERRUPTED)
         except au.AuditError as exc:
             raise HarnessError(str(exc)) from None
@@ -941,8 +949,8 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         click.echo(report.model_dump_json(indent=2))
     else:
         au.print_audit(report, console)
-        console.print(f"\naudit:   {written['audit.md']}" + (f"\nplot:    {written['audit.png']}" if "audit.png" in written else "")
-                      + (f"\nreport:  {written['report.html']}" if "report.html" in written else ""))
+        console.print(Text(f"\naudit:   {written['audit.md']}" + (f"\nplot:    {written['audit.png']}" if "audit.png" in written else "")
+                           + (f"\nreport:  {written['report.html']}" if "report.html" in written else "")))
     sys.exit(int(ExitCode.OK) if any(b.status == "done" for b in report.builds) else int(ExitCode.INFRA))
 
 
@@ -1028,15 +1036,16 @@ def list_(paths: tuple[str, ...], tool_modules: tuple[str, ...], tags: tuple[str
             if key in seen:
                 continue
             seen.add(key)
-            table.add_row(key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
-                          ", ".join(sc.tags), sc.catches or "")
+            table.add_row(*map(Text, (key, str(counts.get(sc.family, 1) if sc.family else 1), ", ".join(map(str, sc.strata)),
+                                      ", ".join(sc.tags), sc.catches or "")))
         make_console().print(table)
         make_console().print(f"{len(scenarios)} scenarios: {sum(counts.values())} in {len(counts)} famil{'y' if len(counts) == 1 else 'ies'}, "
                         f"{len(scenarios) - sum(counts.values())} on their own")
         return
     table = Table("id", "family", "strata", "tags", "turns", "catches")
     for sc in scenarios:
-        table.add_row(sc.id, sc.family or "", ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)), sc.catches or "")
+        table.add_row(*map(Text, (sc.id, sc.family or "", ", ".join(map(str, sc.strata)), ", ".join(sc.tags), str(len(sc.turns)),
+                                  sc.catches or "")))
     make_console().print(table)
 
 
@@ -1273,7 +1282,7 @@ def tools_() -> None:
     table = Table("domain", "tool", "description")
     for domain, tools in sorted(registry.by_domain().items()):
         for tool in tools:
-            table.add_row(domain, tool.name, tool.description.splitlines()[0])
+            table.add_row(*map(Text, (domain, tool.name, tool.description.splitlines()[0])))
     make_console().print(table)
 
 

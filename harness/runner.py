@@ -54,7 +54,8 @@ def new_run_id() -> str:
 def make_progress(console: Any = None, *, disable: bool = False) -> Progress:
     """The progress bars shown while a run goes: one per target."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        # a target's name is shown as it is: `[q4]` is no style, `[/x]` no closing tag
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),

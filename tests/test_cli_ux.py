@@ -269,3 +269,19 @@ def test_an_unwritable_cache_folder_and_schema_path_are_bad_input(tmp_path, suit
     result = invoke("schema", "--out", "/proc/none/scenario.schema.json")
     assert result.exit_code == 2, out_of(result)
     assert "--out /proc/none/scenario.schema.json: cannot write the schema here" in out_of(result)
+
+
+def test_names_and_paths_with_brackets_are_printed_as_they_are_never_read_as_markup(tmp_path, suite):
+    # rich reads `[q4]` as a style (the text vanished) and `[/x]` as a closing tag (MarkupError: exit 70)
+    odd = tmp_path / "runs [/x] [q4]"
+    with FakeServer(models=["m"]) as server:
+        server.responder = weather_model()
+        result = invoke("run", str(suite), "--base-url", server.base_url, "--model", "m", "--name", "q4[/x] [red]",
+                        "--no-preflight", "--out", str(odd))
+    assert result.exit_code == 0, out_of(result)
+    text = out_of(result)
+    assert "q4[/x] [red]: 2 run(s) to go" in text and f"-> {odd}" in text and str(odd / "results.jsonl") in text
+    (suite / "odd.yaml").write_text(SCENARIO.format(id="odd") + "catches: '[/x] closes, [citation needed] stays'\n")
+    listed = invoke("list", str(suite))
+    assert listed.exit_code == 0, out_of(listed)
+    assert "[/x] closes, [citation needed] stays" in " ".join(out_of(listed).split())
