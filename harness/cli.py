@@ -767,7 +767,9 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             critical: list[str], baseline: str | None, max_drop: float, junit: str | None, html: str | None,
             markdown: str | None, json_out: bool, pinned_baseline: str | None = None, gate_alpha: float = 0.05,
             floors: dict[str, float] | None = None, shown: set[str] | frozenset[str] = frozenset(),
-            allow_meaningless: bool = False) -> int:
+            allow_meaningless: bool = False, sources: list[str] | None = None) -> int:
+    """Compare, gate, write and print the reports; the exit code. `sources`: the results files the
+    reports were rebuilt from (`harness report`); None: the run's own, `run_dir`/results.jsonl."""
     from harness import report
     from harness.compare import compare_runs, summarize_run
     from harness.preflight import meaningless_targets, settle_warnings
@@ -808,7 +810,8 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             console.print(Text.assemble(("gate: " if passed else "gate failed: ", "bold green" if passed else "bold red"),
                                         line))
         report.print_terminal(comparison, console, results=results, shown=shown)
-        console.print(Text(f"\nresults: {run_dir / 'results.jsonl'}\nreport:  {written['report.html']}"))
+        shown_sources = ", ".join(sources) if sources else str(run_dir / "results.jsonl")
+        console.print(Text(f"\nresults: {shown_sources}\nreport:  {written['report.html']}"))
     # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
     from harness.gate import DEFAULT_MAX_INFRA_SHARE
 
@@ -821,7 +824,8 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             every = "every run" if lost == len(records) else f"{lost} of {len(records)} runs ({lost / len(records):.0%})"
             console.print(f"[red]{every} against {_esc(repr(name))} hit an infrastructure error[/] (more than "
                           f"{DEFAULT_MAX_INFRA_SHARE:.0%} of runs): the numbers cannot be trusted. "
-                          f"Check the server, then rerun the lost runs with --resume {_esc(run_dir)}.")
+                          "Check the server, then rerun the lost runs with "
+                          + (f"--resume {_esc(run_dir)}." if not sources else "--resume and the folder of the run that lost them."))
     if infra and code == ExitCode.OK:
         return int(ExitCode.INFRA)
     return int(code)
@@ -1191,7 +1195,8 @@ def report(results_paths: tuple[str, ...], reference: str | None, tolerance: flo
     console = _console(json_out)
     code = _finish(results, run_dir, console, reference=reference, tolerance=next((t for t in (tolerance, cfg.tolerance) if t is not None), None),
                    critical=list(critical) or cfg.critical_strata, baseline=baseline, max_drop=max_drop,
-                   junit=None, html=None, markdown=None, json_out=json_out, allow_meaningless=allow_meaningless)
+                   junit=None, html=None, markdown=None, json_out=json_out, allow_meaningless=allow_meaningless,
+                   sources=list(results_paths))
     sys.exit(code)
 
 

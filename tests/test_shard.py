@@ -87,3 +87,15 @@ def test_merged_shards_report_what_one_unsharded_run_reports(tmp_path):
     merged, whole = _summary(tmp_path / "merged"), _summary(tmp_path / "whole")
     assert merged == whole
     assert len(merged["scenarios"]) == 6 and merged["targets"]["a"][1] == 6
+
+
+def test_a_merged_report_names_the_files_it_was_built_from_not_a_results_file_it_did_not_write(tmp_path):
+    with _server() as server:
+        _compare(server, tmp_path / "s1", "--shard", "1/2")
+        _compare(server, tmp_path / "s2", "--shard", "2/2")
+    files = [str(tmp_path / "s1" / "results.jsonl"), str(tmp_path / "s2" / "results.jsonl")]
+    result = invoke(["report", *files, "--out", str(tmp_path / "merged")])
+    assert result.exit_code in (0, 1), result.output
+    said = "".join(result.output.split())  # however the console wrapped it
+    assert f"results:{files[0]},{files[1]}" in said
+    assert not (tmp_path / "merged" / "results.jsonl").exists() and str(tmp_path / "merged" / "results.jsonl") not in said
