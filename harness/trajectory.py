@@ -85,9 +85,10 @@ class Reply(_Record):
     finish_reason: str | None = None
     """As the server said (it can lie: a call with `stop`, text with `tool_calls`)."""
     request: dict[str, Any] = Field(default_factory=dict)
-    """The exact request body sent."""
+    """The exact request body sent. Kept in results.jsonl; `{}` in the records a run keeps for its reports
+    and in those `read_results` returns unless asked for `bodies=True` (see harness.records, "Memory")."""
     response: dict[str, Any] | None = None
-    """The raw reply body (or error body) as received."""
+    """The raw reply body (or error body) as received; in memory, like `request`, only with `bodies=True`."""
     status_code: int | None = None
     """HTTP status of the final attempt, when known."""
     error: str | None = None
