@@ -568,7 +568,7 @@ def _execute(
         if cache_dir:
             from harness.cache import ResponseCache
 
-            cache = ResponseCache(_writable_folder(Path(cache_dir), "--cache"))
+            cache = ResponseCache(cache_dir)  # checked writable before the server check
 
         def factory(target: Target) -> Any:
             client = make_client(target, timeout_s=timeout, retries=retries)

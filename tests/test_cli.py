@@ -58,10 +58,13 @@ def model(wrong_on: set[str] = frozenset()):
     return respond
 
 
-def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _env() -> dict[str, str]:
     # the code of this checkout, whatever is installed (cwd is a temporary folder)
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=_env(),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -225,9 +228,13 @@ def test_a_server_down_at_the_start_still_writes_summary_and_junit(tmp_path, sui
 
 def patched_harness(patch: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`harness` with `patch` (Python source) run first in the same process: a fault put where one can happen."""
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     code = f"{patch}\nimport sys\nfrom harness.cli import main\nsys.argv = ['harness', *sys.argv[1:]]\nmain()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def raising(name: str, exc: str) -> str:
+    """A patch that makes `harness.report.<name>` raise `exc` (Python source of the exception)."""
+    return f"import harness.report\ndef _fault(*a, **k): raise {exc}\nharness.report.{name} = _fault"
 
 
 def _run_with(patch: str, suite: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
@@ -240,9 +247,7 @@ def _run_with(patch: str, suite: Path, tmp_path: Path) -> tuple[subprocess.Compl
 
 
 def test_a_fault_in_the_harness_exits_70_never_1_which_means_regression(tmp_path, suite):
-    patch = ("import harness.report\n"
-             "def broken(*a, **k): raise RuntimeError('renderer bug')\n"
-             "harness.report.render_junit = broken")
+    patch = raising("render_junit", "RuntimeError('renderer bug')")
     proc, out = _run_with(patch, suite, tmp_path)
     assert proc.returncode == 70, proc.stderr[-2000:]
     assert "Traceback" in proc.stderr and "RuntimeError: renderer bug" in proc.stderr
@@ -254,9 +259,7 @@ def test_a_fault_in_the_harness_exits_70_never_1_which_means_regression(tmp_path
 
 
 def test_ctrl_c_exits_130_where_the_command_catches_it_and_where_none_does(tmp_path, suite):
-    patch = ("import harness.report\n"
-             "def interrupted(*a, **k): raise KeyboardInterrupt\n"
-             "harness.report.write_reports = interrupted")
+    patch = raising("write_reports", "KeyboardInterrupt")
     # `run` catches it itself and says how to continue
     proc, out = _run_with(patch, suite, tmp_path)
     assert proc.returncode == 130, proc.stderr[-2000:]
