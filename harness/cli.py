@@ -584,6 +584,9 @@ def _execute(
                           client_factory=factory, progress=progress, concurrency=in_flight, previous=previous,
                           hashes=hashes)
             )
+        # the reports need neither the scenarios nor a resumed run's records (they are in `results`): let them
+        # go, so the report stage's plots reuse their memory
+        del scenarios, previous, hashes
         code = _finish(results, run_dir, console, reference=reference, tolerance=tolerance, critical=list(critical),
                        baseline=baseline, max_drop=max_drop, junit=junit, html=html, markdown=markdown, json_out=json_out,
                        pinned_baseline=pinned_baseline, gate_alpha=gate_alpha, floors=floors, shown=shown,
@@ -791,9 +794,20 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
         decision = decide(comparison, baselines=[p for p in (baseline, pinned_baseline) if p], max_drop=max_drop,
                           alpha=gate_alpha, floors=floors, meaningless=meaningless, allow_meaningless=allow_meaningless)
     code = decision.exit_code if decision else ExitCode.OK
-    # the gate's answer comes first in summary.md and report.html: it is what the job decided
+    # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
+    from harness.gate import DEFAULT_MAX_INFRA_SHARE
+
+    lost_runs = [(name, share) for name in targets if (share := _lost_share(results.for_target(name), DEFAULT_MAX_INFRA_SHARE))]
+    if not json_out:
+        # printed before the reports are written: the reports take the records over (`release_records`)
+        for passed, line in (decision.lines() if decision else []):
+            console.print(Text.assemble(("gate: " if passed else "gate failed: ", "bold green" if passed else "bold red"),
+                                        line))
+        report.print_terminal(comparison, console, results=results, shown=shown)
+    # the gate's answer comes first in summary.md and report.html: it is what the job decided; nothing reads
+    # the records after this, so the plots are drawn without them in memory
     written = report.write_reports(results, comparison, run_dir, gate=decision.lines() if decision else None,
-                                   gate_markdown=decision.to_markdown() if decision else "")
+                                   gate_markdown=decision.to_markdown() if decision else "", release_records=True)
     _redact_files(written.values())
     for extra, key in ((junit, "junit.xml"), (html, "report.html"), (markdown, "summary.md")):
         if extra:
@@ -806,29 +820,25 @@ def _finish(results: Any, run_dir: Path, console: Console, *, reference: str | N
             payload["gates"] = [json.loads(g.model_dump_json()) for g in decision.gates]
         click.echo(json.dumps(payload, indent=2))
     else:
-        for passed, line in (decision.lines() if decision else []):
-            console.print(Text.assemble(("gate: " if passed else "gate failed: ", "bold green" if passed else "bold red"),
-                                        line))
-        report.print_terminal(comparison, console, results=results, shown=shown)
         shown_sources = ", ".join(sources) if sources else str(run_dir / "results.jsonl")
         console.print(Text(f"\nresults: {shown_sources}\nreport:  {written['report.html']}"))
-    # a server down mid-run, or flaky, leaves numbers that say nothing about the model: INFRA, as the gate rules
-    from harness.gate import DEFAULT_MAX_INFRA_SHARE
-
-    infra = False
-    for name in targets:
-        records = results.for_target(name)
-        lost = sum(1 for r in records if r.score.infra_error)
-        if records and (lost == len(records) or lost / len(records) > DEFAULT_MAX_INFRA_SHARE):
-            infra = True
-            every = "every run" if lost == len(records) else f"{lost} of {len(records)} runs ({lost / len(records):.0%})"
-            console.print(f"[red]{every} against {_esc(repr(name))} hit an infrastructure error[/] (more than "
-                          f"{DEFAULT_MAX_INFRA_SHARE:.0%} of runs): the numbers cannot be trusted. "
-                          "Check the server, then rerun the lost runs with "
-                          + (f"--resume {_esc(run_dir)}." if not sources else "--resume and the folder of the run that lost them."))
-    if infra and code == ExitCode.OK:
+    for name, every in lost_runs:
+        console.print(f"[red]{every} against {_esc(repr(name))} hit an infrastructure error[/] (more than "
+                      f"{DEFAULT_MAX_INFRA_SHARE:.0%} of runs): the numbers cannot be trusted. "
+                      "Check the server, then rerun the lost runs with "
+                      + (f"--resume {_esc(run_dir)}." if not sources else "--resume and the folder of the run that lost them."))
+    if lost_runs and code == ExitCode.OK:
         return int(ExitCode.INFRA)
     return int(code)
+
+
+def _lost_share(records: list[Any], limit: float) -> str | None:
+    """How many of a target's runs an infrastructure error took ("every run", "4 of 10 runs (40%)"), when
+    more than `limit` of them; None otherwise."""
+    lost = sum(1 for r in records if r.score.infra_error)
+    if not records or (lost < len(records) and lost / len(records) <= limit):
+        return None
+    return "every run" if lost == len(records) else f"{lost} of {len(records)} runs ({lost / len(records):.0%})"
 
 
 def _redact_files(paths: Any) -> None:
@@ -947,7 +957,9 @@ def audit(args: tuple[str, ...], quants: str | None, reference: str | None, imat
         from harness import report as reports
         from harness.records import read_results
 
-        written.update(reports.write_reports(read_results(run_dir / "results.jsonl"), report.comparison, run_dir))
+        # nothing else holds these records: the reports let them go before their plots
+        written.update(reports.write_reports(read_results(run_dir / "results.jsonl"), report.comparison, run_dir,
+                                             release_records=True))
     _redact_files(p for p in written.values() if p.suffix != ".png")
     if json_out:
         click.echo(report.model_dump_json(indent=2))

@@ -193,6 +193,37 @@ def test_report_keeps_two_nights_apart_unless_told_to_merge(tmp_path):
     assert sorted(names) == ["q4@n1", "q4@n2"]
 
 
+def test_no_run_record_is_in_memory_while_the_plots_are_drawn(tmp_path, suite, monkeypatch):
+    # the report stage's peak is the run's or matplotlib's, not both: `run` and `report` hand their records
+    # to the reports, which let them go before the first plot
+    import gc
+
+    import harness.report.plots as plots
+    from harness.records import RunRecord
+    from tests.clirun import invoke
+
+    alive: list[int] = []
+
+    for name in ("accuracy_plot", "strata_plot", "survival_plot"):
+        def spy(summary, _draw=getattr(plots, name)):
+            gc.collect()
+            alive.append(sum(1 for o in gc.get_objects() if isinstance(o, RunRecord) and o.target.startswith("probe-")))
+            return _draw(summary)
+
+        monkeypatch.setattr(plots, name, spy)
+    with FakeServer(models=["probe-model"]) as server:
+        server.responder = model(wrong_on={"Paris"})  # the wrong tool every time
+        ran = invoke(["run", str(suite), "--base-url", server.base_url, "--model", "probe-model", "--name", "probe-q4",
+                      "--no-preflight", "--out", str(tmp_path / "run")])
+    assert ran.exit_code == 0, ran.output
+    assert "weather-" in ran.output and "report:" in ran.output  # the terminal still lists the failed scenario
+    rebuilt = invoke(["report", str(tmp_path / "run" / "results.jsonl"), "--out", str(tmp_path / "again")])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert alive and set(alive) == {0}  # every plot of both commands
+    page = (tmp_path / "again" / "report.html").read_text(encoding="utf-8")
+    assert 'class="traj"' in page and "get_forecast" in page  # the failed run's trajectory is on the page
+
+
 def test_a_run_whose_tools_never_reached_the_prompt_exits_4(tmp_path):
     from harness.records import Provenance
     from tests.factories import record, results as make_results, write_results_file

@@ -395,6 +395,48 @@ def test_write_reports_writes_every_file_and_the_json_round_trips(tmp_path):
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
+def _undated(page: str) -> str:
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated", page)
+
+
+def test_released_records_are_gone_before_any_plot_is_drawn_and_the_reports_are_the_same(tmp_path, monkeypatch):
+    import harness.report.plots as plots
+
+    kept, handed = ladder(hostile=True), ladder(hostile=True)
+    comparison = compare(kept)
+    assert comparison == compare(handed)
+    seen: list[int] = []
+    for name in ("accuracy_plot", "survival_plot", "strata_plot"):
+        def spy(*args, _draw=getattr(plots, name)):
+            seen.append(len(handed.records))
+            return _draw(*args)
+        monkeypatch.setattr(plots, name, spy)
+    n = len(handed.records)
+    a = write_reports(kept, comparison, tmp_path / "kept")
+    assert seen and len(kept.records) == n  # the default keeps them
+    seen.clear()
+    b = write_reports(handed, comparison, tmp_path / "handed", release_records=True)
+    # every plot was drawn with the records already let go, and the caller's list is empty
+    assert seen and set(seen) == {0} and handed.records == [] and handed.headers
+    for name in REPORT_FILES:
+        assert _undated(a[name].read_text(encoding="utf-8")) == _undated(b[name].read_text(encoding="utf-8")), name
+    # the page still shows the trajectories of the flipped runs, read before the release
+    page = b["report.html"].read_text(encoding="utf-8")
+    assert "&lt;script&gt;window.__pwned = 1; alert(1)&lt;/script&gt;" in page and 'class="traj"' in page
+
+
+def test_the_page_is_one_document_with_its_sections_in_order():
+    res = ladder()
+    page = render_html(compare(res), res)
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en"><head>') and page.endswith("</main></body></html>\n")
+    ids = re.findall(r'<section id="([a-z-]+)"', page)
+    order = ["verdict", "disclosure", "accuracy", "depth", "heatmap", "failure-kinds", "flips"]
+    assert [i for i in ids if i in order] == [i for i in order if i in ids] and {"verdict", "flips", "heatmap"} <= set(ids)
+    parser = HTMLParser()
+    parser.feed(page)
+    parser.close()
+
+
 @pytest.mark.parametrize("render", [
     lambda c, r: render_html(c, r), lambda c, r: render_markdown(c), lambda c, r: render_junit(r),
 ])

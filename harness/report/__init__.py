@@ -27,11 +27,17 @@ REPORT_FILES = ("report.html", "summary.md", "junit.xml", "summary.json")
 
 
 def write_reports(results: Results, comparison: Comparison, out_dir: str | Path, *,
-                  gate: list[tuple[bool, str]] | None = None, gate_markdown: str = "") -> dict[str, Path]:
+                  gate: list[tuple[bool, str]] | None = None, gate_markdown: str = "",
+                  release_records: bool = False) -> dict[str, Path]:
     """Write every report into `out_dir`; returns file name -> path (`report.html`, `summary.md`, `junit.xml`, `summary.json`).
 
     `gate` (passed, one line each) and `gate_markdown` put the nightly gate's decision first in the
     HTML report and the Markdown summary: it is what the CI job decided.
+
+    `release_records=True` hands the records over: `results.records` is emptied as soon as the last
+    report that reads them has (JUnit, then the HTML page's record sections), before the plots import
+    matplotlib, so the report stage's peak is the run's or the plots', not both. For a caller that is
+    done with the records (the CLI, which exits after its reports); `results.headers` are kept.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +48,8 @@ def write_reports(results: Results, comparison: Comparison, out_dir: str | Path,
         "summary.md": lambda: (gate_markdown + "\n" + markdown) if gate_markdown else markdown,
         "junit.xml": lambda: render_junit(results),
         "summary.json": lambda: comparison.model_dump_json(indent=2) + "\n",
-        "report.html": lambda: render_html(comparison, results, gate=gate),
+        "report.html": lambda: render_html(comparison, results, gate=gate,
+                                           release=results.records.clear if release_records else None),
     }
     written: dict[str, Path] = {}
     for name, render in renders.items():

@@ -597,9 +597,15 @@ def _gate(gate: list[tuple[bool, str]] | None) -> Markup | None:
              id="gate", class_="verdict " + ("pass" if ok else "fail"))
 
 
-def render_html(comparison: Comparison, results: Results, gate: list[tuple[bool, str]] | None = None) -> str:
+def render_html(comparison: Comparison, results: Results, gate: list[tuple[bool, str]] | None = None, *,
+                release: Callable[[], None] | None = None) -> str:
     """The whole report as one HTML document: the gate's decision (if any), verdict and disclosure on top, then
-    accuracy, depth, grades and flips."""
+    accuracy, depth, grades and flips.
+
+    The sections that read the records are built first; then `release` (if given) is called, and only then
+    are the plots drawn. A caller that hands over its records this way (`write_reports(..., release_records=True)`)
+    keeps matplotlib's memory from stacking on the run's.
+    """
     comparing = is_comparison(comparison)
     title = "Comparison report" if comparing else "Run report"
     names = ", ".join(t.name for t in ordered_targets(comparison))
@@ -608,24 +614,23 @@ def render_html(comparison: Comparison, results: Results, gate: list[tuple[bool,
     nav = [("verdict", "Verdict" if comparing else "Result"), ("disclosure", "Disclosure"), ("accuracy", "Accuracy & cost"),
            ("depth", "Depth"), ("heatmap", "Per-step grades"), ("failure-kinds", "Failure kinds"),
            ("flips", "Flips") if comparing else ("failed", "Failed runs")]
-    body = h("body",
-             h("header",
+    # what reads the records, before they are let go
+    disclosure = _disclosure(comparison, results)
+    heatmap = _heatmap(comparison, results)
+    runs = _flips(comparison, results) if comparing else _failed_runs(results, comparison)
+    if release is not None:
+        release()
+    header = h("header",
                h("h1", f"agentic-harness · {title}"),
                h("p", f"{names} · {n_scen} scenario(s) · runs {', '.join(comparison.disclosure.run_ids) or '–'} · generated {generated}",
                  class_="muted"),
-               h("nav", *[h("a", label, href=f"#{anchor}") for anchor, label in nav])),
-             h("main",
-               _gate(gate),
-               _verdict(comparison),
-               _disclosure(comparison, results),
-               _accuracy(comparison),
-               _depth(comparison),
-               _heatmap(comparison, results),
-               _failure_kinds(comparison),
-               _flips(comparison, results) if comparing else _failed_runs(results, comparison)))
+               h("nav", *[h("a", label, href=f"#{anchor}") for anchor, label in nav]))
+    sections = [_gate(gate), _verdict(comparison), disclosure, _accuracy(comparison), _depth(comparison), heatmap,
+                _failure_kinds(comparison), runs]
     head = h("head", h("meta", charset="utf-8"), h("meta", http_equiv="Content-Security-Policy", content=_CSP),
              h("meta", name="viewport", content="width=device-width, initial-scale=1"),
              h("title", f"{one_line(headline(comparison), 120)} · agentic-harness"),
              h("style", Markup(CSS)))
-    return "<!DOCTYPE html>\n" + h("html", head, body, lang="en") + "\n"
-
+    # one join of the sections, not an element per level around them: each level would copy the whole page
+    return "".join(["<!DOCTYPE html>\n<html lang=\"en\">", head, "<body>", header, "<main>",
+                    *[s for s in sections if s is not None], "</main></body></html>\n"])
