@@ -15,7 +15,9 @@ Memory: the raw request and reply bodies (`Reply.request`, `Reply.response`) sta
 repeats the whole conversation and every tool schema, so they are nearly half of a record read back
 (12.5 of 28 MB for the built-in suite's 398 records) and nothing after the run reads them: records a run
 keeps for its reports, and records `read_results` returns, hold `{}` and None there (`Results.bodies` is
-False); `read_results(..., bodies=True)` loads them. Reading streams the file line by line.
+False); `read_results(..., bodies=True)` loads them. Reading streams the file line by line. The CLI then
+hands its records to the reports (`write_reports(..., release_records=True)`), which let them go before
+the plots are drawn, so matplotlib's memory comes in place of the records', not on top of it.
 """
 
 from __future__ import annotations
