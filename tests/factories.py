@@ -8,7 +8,7 @@ makes a run whose scenario has three expected steps, the second graded `wrong_to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from harness.outcomes import Dimension, Outcome
@@ -145,3 +145,18 @@ def fake_program(path: Path, body: str) -> Path:
     path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body))
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     return path
+
+
+def spy_on_plots(monkeypatch, measure: Callable[[], int]) -> list[int]:
+    """Wrap each of the report's plot functions so that it records `measure()` just before it draws;
+    returns the list the values are appended to, one per plot drawn."""
+    import harness.report.plots as plots
+
+    seen: list[int] = []
+    for name in ("accuracy_plot", "strata_plot", "survival_plot"):
+        def spy(*args, _draw=getattr(plots, name)):
+            seen.append(measure())
+            return _draw(*args)
+
+        monkeypatch.setattr(plots, name, spy)
+    return seen

@@ -198,19 +198,15 @@ def test_no_run_record_is_in_memory_while_the_plots_are_drawn(tmp_path, suite, m
     # to the reports, which let them go before the first plot
     import gc
 
-    import harness.report.plots as plots
     from harness.records import RunRecord
     from tests.clirun import invoke
+    from tests.factories import spy_on_plots
 
-    alive: list[int] = []
+    def records_alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, RunRecord) and o.target.startswith("probe-"))
 
-    for name in ("accuracy_plot", "strata_plot", "survival_plot"):
-        def spy(summary, _draw=getattr(plots, name)):
-            gc.collect()
-            alive.append(sum(1 for o in gc.get_objects() if isinstance(o, RunRecord) and o.target.startswith("probe-")))
-            return _draw(summary)
-
-        monkeypatch.setattr(plots, name, spy)
+    alive = spy_on_plots(monkeypatch, records_alive)
     with FakeServer(models=["probe-model"]) as server:
         server.responder = model(wrong_on={"Paris"})  # the wrong tool every time
         ran = invoke(["run", str(suite), "--base-url", server.base_url, "--model", "probe-model", "--name", "probe-q4",

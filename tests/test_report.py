@@ -18,7 +18,7 @@ from harness.report import REPORT_FILES, print_terminal, render_html, render_jun
 from harness.report.html import h
 from harness.scores import Check, ScenarioScore, StepScore
 from harness.trajectory import Reply, Step, ToolCall, ToolExecution, Trajectory
-from tests.factories import record, results
+from tests.factories import record, results, spy_on_plots
 
 XSS_ANSWER = "<script>window.__pwned = 1; alert(1)</script>"
 XSS_TOOL = '<img src=x onerror="window.__pwned=1">'
@@ -400,17 +400,10 @@ def _undated(page: str) -> str:
 
 
 def test_released_records_are_gone_before_any_plot_is_drawn_and_the_reports_are_the_same(tmp_path, monkeypatch):
-    import harness.report.plots as plots
-
     kept, handed = ladder(hostile=True), ladder(hostile=True)
     comparison = compare(kept)
     assert comparison == compare(handed)
-    seen: list[int] = []
-    for name in ("accuracy_plot", "survival_plot", "strata_plot"):
-        def spy(*args, _draw=getattr(plots, name)):
-            seen.append(len(handed.records))
-            return _draw(*args)
-        monkeypatch.setattr(plots, name, spy)
+    seen = spy_on_plots(monkeypatch, lambda: len(handed.records))
     n = len(handed.records)
     a = write_reports(kept, comparison, tmp_path / "kept")
     assert seen and len(kept.records) == n  # the default keeps them
@@ -432,9 +425,6 @@ def test_the_page_is_one_document_with_its_sections_in_order():
     ids = re.findall(r'<section id="([a-z-]+)"', page)
     order = ["verdict", "disclosure", "accuracy", "depth", "heatmap", "failure-kinds", "flips"]
     assert [i for i in ids if i in order] == [i for i in order if i in ids] and {"verdict", "flips", "heatmap"} <= set(ids)
-    parser = HTMLParser()
-    parser.feed(page)
-    parser.close()
 
 
 @pytest.mark.parametrize("render", [
